@@ -1,0 +1,146 @@
+"""One assembly for every classification model: inputs, the keras.applications / timm keywords, the head.
+
+A family writes only its backbone, ``backbone(x) -> (last_tensor, [stage outputs])``, and passes it to
+:func:`build_classifier`, which owns input validation, ``include_top``/``pooling``/``num_classes``
+(alias ``classes``)/``classifier_activation``, ``features_only``/``out_indices`` and ``weights`` loading.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+import keras
+from keras import layers
+
+POOLINGS = (None, "avg", "max")
+
+# The keywords every classification model accepts through create_model.
+PUBLIC_KEYWORDS = ("include_top", "weights", "input_shape", "input_tensor", "pooling", "num_classes",
+                   "classes", "classifier_activation", "features_only", "out_indices", "dropout", "name")
+
+
+def default_head(x, num_classes: int, dropout: float = 0.0):
+    """Global average pooling -> dropout -> Dense(num_classes), named ``head_pool/head_drop/head_fc``."""
+    x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="head_drop")(x)
+    return layers.Dense(num_classes, name="head_fc")(x)
+
+
+def _check_input_shape(input_shape, min_size: int | None, model_name: str, fixed: bool):
+    if len(input_shape) != 3:
+        raise ValueError(f"input_shape must be (height, width, channels); got {input_shape!r}.")
+    h, w, c = input_shape
+    if c is None or not isinstance(c, int) or c <= 0:
+        raise ValueError(f"input_shape channels must be a positive integer; got {input_shape!r}.")
+    for size in (h, w):
+        if size is None:
+            if fixed:
+                raise ValueError(f"input_shape of {model_name} with include_top=True needs a fixed "
+                                 f"height and width (its head flattens); got {input_shape!r}.")
+            continue
+        if not isinstance(size, int) or size <= 0:
+            raise ValueError(f"input_shape height and width must be positive integers or None; "
+                             f"got {input_shape!r}.")
+        if min_size and size < min_size:
+            raise ValueError(f"input_shape {input_shape!r} is too small for {model_name}: height and "
+                             f"width must be at least {min_size}.")
+
+
+def load_weights(model, weights):
+    """Load a local weights file (``.weights.h5`` or ``.keras``); no download ever happens."""
+    if weights is None:
+        return model
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(f"weights must be None or a path to a local weights file; got {weights!r}.")
+    path = os.path.expanduser(os.fspath(weights))
+    if not os.path.isfile(path):
+        if str(weights) in ("imagenet", "imagenet21k"):
+            raise ValueError(f"weights={weights!r} would need a download, which this catalog never does; "
+                             "pass a path to a local weights file.")
+        raise FileNotFoundError(f"weights file {path} does not exist.")
+    try:
+        model.load_weights(path)
+    except Exception as err:  # Keras raises several types for a corrupt or mismatched file.
+        raise ValueError(f"weights file {path} could not be loaded into {model.name}: {err}") from err
+    return model
+
+
+def build_classifier(backbone: Callable, *, name: str = "model",
+                     default_input_shape: Sequence = (224, 224, 3),
+                     min_input_size: int | None = None, head: Callable | None = None,
+                     flatten_head: bool = False, dropout: float = 0.0,
+                     include_top: bool = True, weights=None, input_shape=None, input_tensor=None,
+                     pooling: str | None = None, num_classes: int | None = None, classes: int | None = None,
+                     classifier_activation: str | None = "softmax", features_only: bool = False,
+                     out_indices: Sequence[int] | None = None, default_num_classes: int = 1000):
+    """Assemble a functional classification model around ``backbone``.
+
+    Args:
+        backbone: ``backbone(x) -> (last, stages)``; ``stages`` are the feature maps, shallow to deep.
+        name: model name.
+        default_input_shape: input shape when neither ``input_shape`` nor ``input_tensor`` is given.
+        min_input_size: smallest height/width the architecture can take.
+        head: ``head(x, num_classes, dropout) -> logits``; defaults to :func:`default_head`.
+        flatten_head: the head flattens (VGG, AlexNet), so the top needs a fixed input size.
+        dropout: dropout rate before the classifier of the default head.
+        include_top: add the classification head.
+        weights: None, or a path to a local weights file.
+        input_shape: (height, width, channels); height/width may be None when the model allows it.
+        input_tensor: a Keras tensor to use as the input.
+        pooling: None, "avg" or "max": the pooling applied to the last feature map without the top.
+        num_classes: classes of the head (``classes`` is the keras.applications alias).
+        classifier_activation: activation of the head (None for logits).
+        features_only: return a model whose outputs are the stage feature maps (timm convention).
+        out_indices: which stages ``features_only`` returns (default: all).
+        default_num_classes: the registered default number of classes.
+    """
+    if classes is not None and num_classes is not None and classes != num_classes:
+        raise ValueError(f"num_classes={num_classes} and its alias classes={classes} disagree; pass one.")
+    num_classes = num_classes if num_classes is not None else (classes if classes is not None
+                                                                else default_num_classes)
+    if include_top and not features_only and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes <= 0):
+        raise ValueError(f"num_classes must be a positive integer; got {num_classes!r}.")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be None, 'avg' or 'max'; got {pooling!r}.")
+
+    if input_tensor is not None:
+        if not keras.backend.is_keras_tensor(input_tensor):
+            raise ValueError(f"input_tensor must be a Keras tensor (from keras.Input or a layer); "
+                             f"got {type(input_tensor).__name__}.")
+        inputs = input_tensor
+        shape = tuple(input_tensor.shape[1:])
+    else:
+        shape = tuple(default_input_shape if input_shape is None else input_shape)
+        inputs = None
+    fixed = flatten_head and include_top and not features_only
+    _check_input_shape(shape, min_input_size, name, fixed)
+    if inputs is None:
+        inputs = keras.Input(shape=shape, name="input")
+
+    last, stages = backbone(inputs)
+    if features_only:
+        indices = tuple(range(len(stages))) if out_indices is None else tuple(out_indices)
+        bad = [i for i in indices if not isinstance(i, int) or not -len(stages) <= i < len(stages)]
+        if bad or not indices:
+            raise ValueError(f"out_indices must be stage indices in 0..{len(stages) - 1} for {name}; "
+                             f"got {out_indices!r}.")
+        model = keras.Model(inputs, [stages[i] for i in indices], name=f"{name}_features")
+        return load_weights(model, weights)
+
+    x = last
+    if include_top:
+        if head is None:
+            x = default_head(x, num_classes, dropout)
+        else:
+            x = head(x, num_classes, dropout)
+        if classifier_activation is not None:
+            x = layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
+    elif pooling == "avg":
+        x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = layers.GlobalMaxPooling2D(name="max_pool")(x)
+    model = keras.Model(inputs, x, name=name)
+    return load_weights(model, weights)

@@ -1,0 +1,50 @@
+"""LeNet-5 (LeCun, Bottou, Bengio, Haffner 1998, "Gradient-based learning applied to document recognition").
+
+32x32x1 -> C1 6@5x5 (28x28) -> S2 2x2 avg pool (14x14) -> C3 16@5x5 (10x10) -> S4 (5x5) -> C5 120@5x5
+(1x1) -> F6 84 -> 10. C3 is fully connected to S2's maps here (the paper's sparse table is the exception
+that no modern implementation keeps): 61,706 trainable parameters. Scaled tanh as in the paper
+(1.7159 tanh(2x/3) is approximated by tanh), convs with biases (no BatchNorm).
+"""
+
+from keras import layers
+
+from catalog.classifier import build_classifier
+from catalog.registry import register_model
+
+
+def _backbone(activation):
+    def backbone(x):
+        x = layers.Conv2D(6, 5, activation=activation, name="c1_conv")(x)
+        c1 = x
+        x = layers.AveragePooling2D(2, name="s2_pool")(x)
+        x = layers.Conv2D(16, 5, activation=activation, name="c3_conv")(x)
+        c3 = x
+        x = layers.AveragePooling2D(2, name="s4_pool")(x)
+        x = layers.Conv2D(120, 5, activation=activation, name="c5_conv")(x)
+        return x, [c1, c3, x]
+
+    return backbone
+
+
+def _head(activation):
+    def head(x, num_classes, dropout):
+        x = layers.Flatten(name="head_flatten")(x)
+        x = layers.Dense(84, activation=activation, name="f6_fc")(x)
+        if dropout:
+            x = layers.Dropout(dropout, name="head_drop")(x)
+        return layers.Dense(num_classes, name="head_fc")(x)
+
+    return head
+
+
+@register_model(family="lenet", paper="LeCun et al. 1998, Proc. IEEE 86(11)", input_shape=(32, 32, 1),
+                num_classes=10, reference_params=61_706,
+                reference_params_source="LeCun et al. 1998 layout with a fully connected C3",
+                min_input_size=32, preprocessing="unit")
+def lenet5(activation: str = "tanh", **kwargs):
+    """LeNet-5: two conv/subsampling pairs, C5 as a 5x5 conv, F6 of 84 units, tanh activations.
+
+    Args:
+        activation: activation of every hidden layer ("tanh" as in the paper, or "relu").
+    """
+    return build_classifier(_backbone(activation), head=_head(activation), flatten_head=True, **kwargs)

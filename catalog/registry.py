@@ -1,0 +1,237 @@
+"""The model registry: named architectures, their cards, and one-line construction.
+
+Family modules register builders with :func:`register_model`; users call :func:`create_model`,
+:func:`list_models` and :func:`model_info`. Family modules are discovered (every module of the
+``catalog`` package is imported once, on the first registry query), so adding a family is adding a file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import fnmatch
+import functools
+import importlib
+import inspect
+import math
+import pkgutil
+from typing import Any, Callable
+
+TASKS = ("classification", "detection", "segmentation", "restoration", "generation", "embedding",
+         "video", "early_exit")
+
+# Modules of the catalog package that hold no architectures (skipped by discovery to keep imports light).
+_NOT_FAMILIES = {"cli", "registry", "__main__"}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelEntry:
+    """What the registry knows about a name before anything is built."""
+
+    name: str
+    family: str
+    task: str
+    builder: Callable[..., Any]
+    paper: str
+    input_shape: tuple
+    num_classes: int
+    defaults: dict
+    reference_params: int | None = None
+    reference_params_source: str | None = None
+    reference_params_rtol: float = 0.0
+    reference_macs: float | None = None
+    reference_macs_source: str | None = None
+    min_input_size: int | None = None
+    preprocessing: str | None = None
+    description: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelCard:
+    """A model's card: the registry entry plus what is measured on the model built at its defaults.
+
+    ``params`` counts trainable weights (BatchNorm moving statistics excluded), as torchvision and
+    keras.applications publish. ``feature_channels`` and ``feature_reductions`` describe the stage
+    outputs that ``features_only=True`` returns.
+    """
+
+    name: str
+    family: str
+    task: str
+    paper: str
+    input_shape: tuple
+    num_classes: int
+    params: int
+    total_params: int
+    reference_params: int | None
+    reference_params_source: str | None
+    macs: int | None
+    reference_macs: float | None
+    reference_macs_source: str | None
+    feature_channels: tuple
+    feature_reductions: tuple
+    min_input_size: int | None
+    preprocessing: str | None
+    defaults: dict
+    description: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+_DISCOVERED = False
+
+
+def register_model(fn: Callable | None = None, *, name: str | None = None, family: str,
+                   task: str = "classification", paper: str = "", input_shape: tuple = (224, 224, 3),
+                   num_classes: int = 1000, defaults: dict | None = None,
+                   reference_params: int | None = None, reference_params_source: str | None = None,
+                   reference_params_rtol: float = 0.0, reference_macs: float | None = None, reference_macs_source: str | None = None,
+                   min_input_size: int | None = None, preprocessing: str | None = None):
+    """Register a builder under ``name`` (default: the function's name).
+
+    Usable as ``@register_model(family=...)`` on a function, or called directly,
+    ``register_model(builder, name="resnet50", family="resnet", defaults=dict(depths=(3, 4, 6, 3)))``,
+    to register rows of a variant table in a loop. ``defaults`` are keywords bound into the builder;
+    a caller's keywords override them. ``reference_params`` is the published trainable-parameter count
+    (exact unless ``reference_params_rtol`` says how close the source is), ``reference_macs`` the
+    published multiply-accumulates of one forward pass at ``input_shape``.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}.")
+
+    def decorate(builder: Callable) -> Callable:
+        key = name or builder.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"A model named {key!r} is already registered (family "
+                             f"{_REGISTRY[key].family!r}); registered names must be unique.")
+        doc = inspect.getdoc(builder) or ""
+        _REGISTRY[key] = ModelEntry(
+            name=key, family=family, task=task, builder=builder, paper=paper,
+            input_shape=tuple(input_shape), num_classes=num_classes, defaults=dict(defaults or {}),
+            reference_params=reference_params, reference_params_source=reference_params_source,
+            reference_params_rtol=reference_params_rtol, reference_macs=reference_macs, reference_macs_source=reference_macs_source,
+            min_input_size=min_input_size, preprocessing=preprocessing,
+            description=doc.split("\n\n")[0].replace("\n", " "))
+        return builder
+
+    return decorate(fn) if fn is not None else decorate
+
+
+def _discover() -> None:
+    global _DISCOVERED
+    if _DISCOVERED:
+        return
+    _DISCOVERED = True
+    import catalog
+
+    for info in sorted(pkgutil.iter_modules(catalog.__path__), key=lambda m: m.name):
+        if info.name not in _NOT_FAMILIES and not info.name.startswith("_") and not info.ispkg:
+            importlib.import_module(f"catalog.{info.name}")
+
+
+def _entry(name: str) -> ModelEntry:
+    _discover()
+    if not isinstance(name, str) or name not in _REGISTRY:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else " `catalog list` shows them all."
+        raise ValueError(f"Unknown model name {name!r}.{hint}")
+    return _REGISTRY[name]
+
+
+def list_models(pattern: str = "*", task: str | None = None, family: str | None = None) -> list[str]:
+    """Sorted registered names matching the fnmatch ``pattern``, optionally of one task or family."""
+    _discover()
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}.")
+    return sorted(n for n, e in _REGISTRY.items()
+                  if fnmatch.fnmatch(n, pattern) and (task is None or e.task == task)
+                  and (family is None or e.family == family))
+
+
+def _forwards_kwargs(entry: ModelEntry) -> bool:
+    params = inspect.signature(entry.builder).parameters.values()
+    return any(p.kind == p.VAR_KEYWORD for p in params)
+
+
+def accepted_kwargs(name: str) -> list[str]:
+    """The keywords ``create_model(name, ...)`` accepts.
+
+    A builder with ``**kwargs`` forwards them to its task's assembly (for classification,
+    :func:`catalog.classifier.build_classifier`), whose public keywords are accepted too.
+    """
+    entry = _entry(name)
+    params = inspect.signature(entry.builder).parameters
+    accepted = {p for p, v in params.items() if v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD)}
+    if _forwards_kwargs(entry):
+        from catalog.classifier import PUBLIC_KEYWORDS
+        accepted |= set(PUBLIC_KEYWORDS)
+    return sorted(accepted)
+
+
+def create_model(name: str, **kwargs):
+    """Build the registered architecture ``name``; keywords override the registered defaults.
+
+    Raises:
+        ValueError: unknown name (with the closest registered names), an unknown keyword (with the
+            accepted ones), or a bad value (naming the argument).
+    """
+    entry = _entry(name)
+    accepted = accepted_kwargs(name)
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(f"create_model({name!r}) got unknown keyword(s) {', '.join(unknown)}; "
+                         f"accepted: {', '.join(accepted)}.")
+    options = {**entry.defaults, **kwargs}
+    if _forwards_kwargs(entry):
+        options = {"name": name, "default_input_shape": entry.input_shape,
+                   "min_input_size": entry.min_input_size, "default_num_classes": entry.num_classes,
+                   **options}
+    return entry.builder(**options)
+
+
+def get_entry(name: str) -> ModelEntry:
+    """The registry entry of ``name`` (nothing is built)."""
+    return _entry(name)
+
+
+def count_params(model, trainable: bool = True) -> int:
+    """Trainable (default) or all weights of ``model``, as torchvision and keras.applications count."""
+    weights = model.trainable_weights if trainable else model.weights
+    return int(sum(math.prod(w.shape) for w in weights))
+
+
+@functools.lru_cache(maxsize=None)
+def model_info(name: str) -> ModelCard:
+    """The card of ``name``: registry facts plus params, MACs and feature info measured at its defaults."""
+    import keras
+
+    entry = _entry(name)
+    model = create_model(name)
+    params = count_params(model)
+    total = int(model.count_params())
+    macs = None
+    try:
+        from catalog import flops
+    except ImportError:
+        flops = None
+    if flops is not None:
+        macs = int(flops.count_macs(model))
+    channels, reductions = (), ()
+    if "features_only" in accepted_kwargs(name):
+        features = create_model(name, features_only=True)
+        outputs = features.outputs
+        height = entry.input_shape[0]
+        channels = tuple(int(t.shape[-1]) for t in outputs)
+        reductions = tuple(int(round(height / t.shape[1])) for t in outputs)
+        del features
+    del model
+    keras.backend.clear_session()
+    return ModelCard(
+        name=entry.name, family=entry.family, task=entry.task, paper=entry.paper,
+        input_shape=entry.input_shape, num_classes=entry.num_classes, params=params, total_params=total,
+        reference_params=entry.reference_params, reference_params_source=entry.reference_params_source,
+        macs=macs, reference_macs=entry.reference_macs, reference_macs_source=entry.reference_macs_source,
+        feature_channels=channels, feature_reductions=reductions, min_input_size=entry.min_input_size,
+        preprocessing=entry.preprocessing, defaults=dict(entry.defaults), description=entry.description)

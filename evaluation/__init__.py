@@ -1,0 +1,2 @@
+"""Evaluation (``import catalog.evaluation``): metrics exact against their reference implementations,
+and evaluation reports."""

@@ -1,0 +1,75 @@
+"""Shared test helpers: gradients on either backend, .keras round trips, parameter counts."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+
+import keras
+import numpy as np
+
+
+def n_params(model_or_layer, trainable: bool = True) -> int:
+    weights = model_or_layer.trainable_weights if trainable else model_or_layer.weights
+    return int(sum(math.prod(w.shape) for w in weights))
+
+
+def random_input(shape, batch: int = 2, seed: int = 0):
+    return np.random.default_rng(seed).standard_normal((batch, *shape)).astype("float32")
+
+
+def gradients(model, x, training: bool = True):
+    """(outputs, gradients of sum(outputs**2) w.r.t. every trainable weight), on TF or JAX."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            out = model(x, training=training)
+            flat = out if isinstance(out, (list, tuple)) else [out]
+            loss = tf.add_n([tf.reduce_sum(tf.square(tf.cast(o, "float32"))) for o in flat])
+        grads = tape.gradient(loss, model.trainable_weights)
+        return out, [None if g is None else np.asarray(g) for g in grads]
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        trainable = [v.value for v in model.trainable_variables]
+        non_trainable = [v.value for v in model.non_trainable_variables]
+
+        def loss_fn(tv):
+            out, _ = model.stateless_call(tv, non_trainable, x, training=training)
+            flat = out if isinstance(out, (list, tuple)) else [out]
+            return sum(jnp.sum(jnp.square(o.astype("float32"))) for o in flat), out
+
+        (_, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(trainable)
+        return out, [np.asarray(g) for g in grads]
+    raise NotImplementedError(backend)
+
+
+def assert_all_gradients(model, x):
+    """Every trainable weight gets a finite gradient, the output is finite; returns the output."""
+    out, grads = gradients(model, x)
+    names = [w.path for w in model.trainable_weights]
+    missing = [n for n, g in zip(names, grads) if g is None]
+    assert not missing, f"no gradient for {missing[:5]}"
+    bad = [n for n, g in zip(names, grads) if not np.all(np.isfinite(g))]
+    assert not bad, f"non-finite gradient for {bad[:5]}"
+    zero = [n for n, g in zip(names, grads) if not np.any(g)]
+    assert len(zero) < max(1, len(names) // 10), f"all-zero gradient for {zero[:5]}"
+    for o in (out if isinstance(out, (list, tuple)) else [out]):
+        assert np.all(np.isfinite(np.asarray(o)))
+    return out
+
+
+def keras_round_trip(model, x):
+    """Save to .keras, reload with safe_mode=True, assert identical outputs; returns the reloaded model."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        model.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)
+    a, b = model(x, training=False), loaded(x, training=False)
+    for u, v in zip(a if isinstance(a, (list, tuple)) else [a], b if isinstance(b, (list, tuple)) else [b]):
+        np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-5)
+    return loaded

@@ -1,0 +1,114 @@
+"""Registry-driven tests: every registered classification model, through one set of checks.
+
+New families need no edits here; a family with a width knob may add a width-reduced setting to SMALL
+so CI stays small.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+import catalog
+from catalog.registry import count_params, get_entry
+from helpers import assert_all_gradients, keras_round_trip, random_input
+
+CLASSIFIERS = catalog.list_models(task="classification")
+
+# Width-reduced keywords for the smoke tests, by family or by name (name wins).
+SMALL: dict[str, dict] = {}
+
+# Models whose default build is too heavy for CI's 2 cores; asserted with -m slow.
+HEAVY_PARAMS = 100_000_000
+
+
+def small_kwargs(name):
+    entry = get_entry(name)
+    return {**SMALL.get(entry.family, {}), **SMALL.get(name, {})}
+
+
+def small_shape(name):
+    entry = get_entry(name)
+    size = max(32, entry.min_input_size or 32)
+    return (size, size, entry.input_shape[2])
+
+
+def reference_case(name):
+    ref = get_entry(name).reference_params
+    marks = [pytest.mark.slow] if ref and ref > HEAVY_PARAMS else []
+    return pytest.param(name, marks=marks, id=name)
+
+
+@pytest.mark.parametrize("name", [reference_case(n) for n in CLASSIFIERS if get_entry(n).reference_params])
+def test_reference_parameter_count(name):
+    entry = get_entry(name)
+    count = count_params(catalog.create_model(name))
+    if entry.reference_params_rtol:
+        assert abs(count - entry.reference_params) <= entry.reference_params_rtol * entry.reference_params, (
+            count, entry.reference_params)
+    else:
+        assert count == entry.reference_params
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_forward_backward_small_input(name):
+    shape = small_shape(name)
+    model = catalog.create_model(name, num_classes=7, input_shape=shape, **small_kwargs(name))
+    out = assert_all_gradients(model, random_input(shape))
+    assert np.asarray(out).shape == (2, 7)
+    np.testing.assert_allclose(np.asarray(out).sum(axis=1), 1.0, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", [n for n in CLASSIFIERS if (get_entry(n).min_input_size or 0) > 32])
+def test_too_small_input_names_the_minimum(name):
+    entry = get_entry(name)
+    with pytest.raises(ValueError, match=f"at least {entry.min_input_size}"):
+        catalog.create_model(name, input_shape=(32, 32, entry.input_shape[2]))
+
+
+@pytest.mark.parametrize("name", [n for n in CLASSIFIERS if "features_only" in catalog.registry.accepted_kwargs(n)])
+def test_features_only_matches_card(name):
+    entry = get_entry(name)
+    size = max(64, entry.min_input_size or 0)
+    size = -(-size // 32) * 32
+    feats = catalog.create_model(name, features_only=True, input_shape=(size, size, entry.input_shape[2]),
+                                 **small_kwargs(name))
+    card_like = catalog.create_model(name, features_only=True, **small_kwargs(name))
+    default_h = entry.input_shape[0]
+    channels = [int(t.shape[-1]) for t in feats.outputs]
+    assert channels == [int(t.shape[-1]) for t in card_like.outputs]
+    reductions = [round(default_h / t.shape[1]) for t in card_like.outputs]
+    assert reductions == sorted(reductions), "stages must go from shallow to deep"
+    if not small_kwargs(name):
+        card = catalog.model_info(name)
+        assert tuple(channels) == card.feature_channels
+        assert tuple(reductions) == card.feature_reductions
+
+
+_AUTO_NAME = re.compile(r"^(conv2d|dense|batch_normalization|re_lu|relu|add|concatenate|activation|"
+                        r"dropout|max_pooling2d|average_pooling2d|global_average_pooling2d|zero_padding2d|"
+                        r"depthwise_conv2d|multiply|reshape|flatten|lambda|functional)(_\d+)?$")
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_layer_names_are_stable_and_meaningful(name):
+    shape = small_shape(name)
+    names = [layer.name for layer in catalog.create_model(name, input_shape=shape, **small_kwargs(name)).layers]
+    auto = [n for n in names if _AUTO_NAME.match(n)]
+    assert not auto, f"auto-generated layer names: {auto[:5]}"
+    again = [layer.name for layer in catalog.create_model(name, input_shape=shape, **small_kwargs(name)).layers]
+    assert names == again
+
+
+def _smallest_per_family():
+    families = {}
+    for n in CLASSIFIERS:
+        families.setdefault(get_entry(n).family, []).append(n)
+    return sorted(min(names, key=lambda n: (len(n), n)) for names in families.values())
+
+
+@pytest.mark.parametrize("name", _smallest_per_family())
+def test_keras_round_trip_one_per_family(name):
+    shape = small_shape(name)
+    model = catalog.create_model(name, num_classes=3, input_shape=shape, **small_kwargs(name))
+    keras_round_trip(model, random_input(shape))
