@@ -32,10 +32,10 @@ class ModelEntry:
     family: str
     task: str
     builder: Callable[..., Any]
-    paper: str
-    input_shape: tuple
-    num_classes: int
-    defaults: dict
+    paper: str = ""
+    input_shape: tuple = (224, 224, 3)
+    num_classes: int = 1000
+    defaults: dict = dataclasses.field(default_factory=dict)
     reference_params: int | None = None
     reference_params_source: str | None = None
     reference_params_rtol: float = 0.0
@@ -84,36 +84,36 @@ _DISCOVERED = False
 
 
 def register_model(fn: Callable | None = None, *, name: str | None = None, family: str,
-                   task: str = "classification", paper: str = "", input_shape: tuple = (224, 224, 3),
-                   num_classes: int = 1000, defaults: dict | None = None,
-                   reference_params: int | None = None, reference_params_source: str | None = None,
-                   reference_params_rtol: float = 0.0, reference_macs: float | None = None, reference_macs_source: str | None = None,
-                   min_input_size: int | None = None, preprocessing: str | None = None):
+                   task: str = "classification", **facts):
     """Register a builder under ``name`` (default: the function's name).
 
     Usable as ``@register_model(family=...)`` on a function, or called directly,
     ``register_model(builder, name="resnet50", family="resnet", defaults=dict(depths=(3, 4, 6, 3)))``,
-    to register rows of a variant table in a loop. ``defaults`` are keywords bound into the builder;
-    a caller's keywords override them. ``reference_params`` is the published trainable-parameter count
-    (exact unless ``reference_params_rtol`` says how close the source is), ``reference_macs`` the
-    published multiply-accumulates of one forward pass at ``input_shape``.
+    to register rows of a variant table in a loop. ``facts`` are the other :class:`ModelEntry` fields:
+    ``defaults`` (keywords bound into the builder; a caller's keywords override them), ``paper``,
+    ``input_shape``, ``num_classes``, ``reference_params`` (the published trainable-parameter count,
+    exact unless ``reference_params_rtol`` says how close the source is), ``reference_macs`` (published
+    multiply-accumulates of one forward pass at ``input_shape``) with their ``*_source``,
+    ``min_input_size`` and ``preprocessing``.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}.")
+    fields = {f.name for f in dataclasses.fields(ModelEntry)} - {"name", "family", "task", "builder"}
+    unknown = sorted(set(facts) - fields)
+    if unknown:
+        raise ValueError(f"register_model got unknown field(s) {', '.join(unknown)}; "
+                         f"accepted: {', '.join(sorted(fields))}.")
+    facts["input_shape"] = tuple(facts.get("input_shape", (224, 224, 3)))
+    facts["defaults"] = dict(facts.get("defaults") or {})
 
     def decorate(builder: Callable) -> Callable:
         key = name or builder.__name__
         if key in _REGISTRY:
             raise ValueError(f"A model named {key!r} is already registered (family "
                              f"{_REGISTRY[key].family!r}); registered names must be unique.")
-        doc = inspect.getdoc(builder) or ""
-        _REGISTRY[key] = ModelEntry(
-            name=key, family=family, task=task, builder=builder, paper=paper,
-            input_shape=tuple(input_shape), num_classes=num_classes, defaults=dict(defaults or {}),
-            reference_params=reference_params, reference_params_source=reference_params_source,
-            reference_params_rtol=reference_params_rtol, reference_macs=reference_macs, reference_macs_source=reference_macs_source,
-            min_input_size=min_input_size, preprocessing=preprocessing,
-            description=doc.split("\n\n")[0].replace("\n", " "))
+        doc = (inspect.getdoc(builder) or "").split("\n\n")[0].replace("\n", " ")
+        _REGISTRY[key] = ModelEntry(name=key, family=family, task=task, builder=builder,
+                                    **{"description": doc, **facts})
         return builder
 
     return decorate(fn) if fn is not None else decorate
