@@ -11,7 +11,7 @@ import numpy as np
 
 
 def n_params(model_or_layer, trainable: bool = True) -> int:
-    weights = model_or_layer.trainable_weights if trainable else model_or_layer.weights
+    weights = model_or_layer.trainable_weights if trainable else model_or_layer.non_trainable_weights
     return int(sum(math.prod(w.shape) for w in weights))
 
 

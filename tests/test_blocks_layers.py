@@ -1,0 +1,89 @@
+"""Shared pieces: conv_bn_act, norm_defaults, make_divisible, activations, DropPath (TF and JAX)."""
+
+import keras
+import numpy as np
+import pytest
+
+from catalog.blocks import attention
+from catalog.blocks.layers import ACTIVATIONS, DropPath, act, conv_bn_act, make_divisible, norm_defaults
+from helpers import assert_all_gradients, keras_round_trip, n_params, random_input
+
+pytestmark = pytest.mark.jax
+
+
+def test_conv_bn_act_counts_and_names():
+    x = keras.Input((16, 16, 8))
+    y = conv_bn_act(x, 32, 3, strides=2, name="stem")
+    model = keras.Model(x, y)
+    assert y.shape == (None, 8, 8, 32)
+    assert [layer.name for layer in model.layers[1:]] == ["stem_conv", "stem_bn", "stem_act"]
+    assert n_params(model) == 3 * 3 * 8 * 32 + 2 * 32  # no conv bias; BN gamma and beta
+    assert n_params(model, trainable=False) == 2 * 32  # moving mean and variance
+    assert model.get_layer("stem_bn").epsilon == 1e-5
+
+
+def test_grouped_depthwise_and_symmetric_padding():
+    x = keras.Input((15, 15, 8))
+    g = keras.Model(x, conv_bn_act(x, 16, 3, groups=4, norm=False, activation=None, name="g"))
+    assert n_params(g) == 3 * 3 * (8 // 4) * 16 + 16  # bias when no BatchNorm follows
+    d = keras.Model(x, conv_bn_act(x, 0, 3, depthwise=True, name="d"))
+    assert n_params(d) == 9 * 8 + 2 * 8
+    s = keras.Model(x, conv_bn_act(x, 4, 7, strides=2, padding="symmetric", name="s"))
+    assert s.output.shape == (None, 8, 8, 4)  # floor((15 + 6 - 7) / 2) + 1
+    assert s.layers[1].name == "s_pad"
+    with pytest.raises(ValueError, match="padding must be"):
+        conv_bn_act(x, 4, 3, padding="full", name="bad")
+
+
+def test_norm_defaults_is_scoped():
+    x = keras.Input((8, 8, 3))
+    with norm_defaults(epsilon=1e-3, momentum=0.99, scale=False):
+        inner = conv_bn_act(x, 4, 1, name="a")
+    outer = conv_bn_act(x, 4, 1, name="b")
+    model = keras.Model(x, [inner, outer])
+    bn_a, bn_b = model.get_layer("a_bn"), model.get_layer("b_bn")
+    assert (bn_a.epsilon, bn_a.momentum, bn_a.scale) == (1e-3, 0.99, False)
+    assert (bn_b.epsilon, bn_b.momentum, bn_b.scale) == (1e-5, 0.9, True)
+
+
+@pytest.mark.parametrize("value, divisor, expected", [(32 * 0.35, 8, 16), (24 * 0.5, 8, 16), (96 * 0.75, 8, 72),
+                                                      (10, 8, 16), (1280 * 1.4, 8, 1792), (7, 8, 8)])
+def test_make_divisible(value, divisor, expected):
+    assert make_divisible(value, divisor) == expected
+    assert make_divisible(value, divisor) % divisor == 0
+
+
+def test_activations():
+    x = keras.Input((4,))
+    for kind in ACTIVATIONS:
+        act(x, kind, name=f"a_{kind}")
+    assert act(x, None, name="none") is x
+    with pytest.raises(ValueError, match="activation must be one of"):
+        act(x, "sinusoid", name="bad")
+    hs = keras.Model(x, act(x, "hard_swish", name="hs"))
+    v = np.array([[-4.0, -1.0, 1.0, 4.0]], "float32")
+    np.testing.assert_allclose(np.asarray(hs(v)), v * np.clip(v + 3, 0, 6) / 6, atol=1e-6)
+
+
+def test_drop_path_training_and_inference():
+    layer = DropPath(0.5, seed=1)
+    x = np.ones((400, 2, 2, 3), "float32")
+    np.testing.assert_array_equal(np.asarray(layer(x, training=False)), x)
+    y = np.asarray(layer(x, training=True))
+    per_sample = y.reshape(400, -1)
+    assert set(np.unique(per_sample)) <= {0.0, 2.0}
+    assert np.all(per_sample.min(axis=1) == per_sample.max(axis=1))  # whole samples dropped
+    assert 0.35 < (per_sample[:, 0] == 0).mean() < 0.65
+    with pytest.raises(ValueError, match="rate must be in"):
+        DropPath(1.0)
+
+
+def test_se_count_and_round_trip():
+    x = keras.Input((8, 8, 64))
+    model = keras.Model(x, attention.se(x, ratio=16, name="se"))
+    c, r = 64, 16
+    assert n_params(model) == 2 * c * (c // r) + c // r + c
+    data = random_input((8, 8, 64))
+    assert_all_gradients(model, data)
+    with_drop = keras.Model(x, DropPath(0.2, name="dp")(model.output))
+    keras_round_trip(with_drop, data)
