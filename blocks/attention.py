@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from catalog.blocks.layers import act, conv_bn_act
+from catalog.blocks.layers import _NORM, act, batch_norm, conv_bn_act
 
 
 def se(x, ratio: int = 16, reduced_channels: int | None = None, activation: str = "relu",
@@ -81,3 +81,96 @@ def cbam(x, ratio: int = 16, kernel_size: int = 7, *, name: str):
     m = ChannelPool(name=f"{name}_spatial_pool")(x)
     m = conv_bn_act(m, 1, kernel_size, activation="sigmoid", name=f"{name}_spatial")
     return layers.Multiply(name=f"{name}_spatial_scale")([x, m])
+
+
+def sk(x, filters: int, strides: int = 1, branches: int = 2, groups: int = 32, ratio: int = 16,
+       min_dim: int = 32, *, name: str):
+    """Selective Kernel convolution (Li et al. 2019, "Selective Kernel Networks", CVPR).
+
+    Split: M branches of grouped 3x3 conv-BN-ReLU with dilation 1..M (a 3x3 with dilation 2 stands for
+    the paper's 5x5). Fuse: sum, global average pooling, 1x1 conv C -> d = max(C/r, L) (no bias) + BN +
+    ReLU. Select: one 1x1 conv d -> C (no bias) per branch, softmax across branches, weighted sum.
+    Parameters: sum_m (9*(C_in/G)*C + 2*C) + C*d + 2*d + M*d*C.
+
+    A strided dilated branch is computed at stride 1 and sub-sampled (1x1 max-pool, stride 2) before its
+    BatchNorm, since TensorFlow's Conv2D rejects stride > 1 together with dilation > 1; the result equals
+    PyTorch's strided dilated conv (same output grid).
+
+    Args:
+        x: input tensor (NHWC).
+        filters: output channels C.
+        strides: stride of the branch convolutions (1 or 2).
+        branches: number of branches M (>= 2).
+        groups: convolution groups G of the branches.
+        ratio: reduction ratio r of the fuse layer.
+        min_dim: lower bound L of the fuse layer's width d.
+        name: layer name prefix.
+    """
+    if branches < 2:
+        raise ValueError(f"branches must be an integer >= 2; got {branches!r}.")
+    if strides not in (1, 2):
+        raise ValueError(f"strides must be 1 or 2; got {strides!r}.")
+    dim = max(filters // ratio, min_dim)
+    feats = []
+    for m in range(branches):
+        prefix = f"{name}_branch{m + 1}"
+        if m == 0 or strides == 1:
+            u = conv_bn_act(x, filters, 3, strides, groups=groups, dilation=m + 1, name=prefix)
+        else:
+            u = conv_bn_act(x, filters, 3, 1, groups=groups, dilation=m + 1, norm=False, activation=None,
+                            use_bias=False, name=prefix)
+            u = layers.MaxPooling2D(1, strides=strides, name=f"{prefix}_subsample")(u)
+            u = act(batch_norm(u, name=f"{prefix}_bn"), "relu", name=f"{prefix}_act")
+        feats.append(u)
+    s = layers.Add(name=f"{name}_fuse")(feats)
+    s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(s)
+    z = conv_bn_act(s, dim, 1, name=f"{name}_fc")
+    logits = [layers.Reshape((1, filters), name=f"{name}_select{m + 1}_reshape")(
+        layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_select{m + 1}")(z)) for m in range(branches)]
+    weights = layers.Concatenate(axis=1, name=f"{name}_select_concat")(logits)
+    weights = layers.Softmax(axis=1, name=f"{name}_softmax")(weights)  # (M, C): softmax across branches
+    out = []
+    for m in range(branches):
+        a = layers.Cropping1D((m, branches - 1 - m), name=f"{name}_attention{m + 1}_crop")(weights)
+        a = layers.Reshape((1, 1, filters), name=f"{name}_attention{m + 1}_reshape")(a)
+        out.append(layers.Multiply(name=f"{name}_branch{m + 1}_scale")([feats[m], a]))
+    return layers.Add(name=f"{name}_sum")(out)
+
+
+def non_local(x, reduction: int = 2, sub_sample: bool = True, zero_init: bool = True, *, name: str):
+    """Non-local block, embedded Gaussian (Wang et al. 2018, "Non-local Neural Networks", CVPR).
+
+    theta, phi, g: 1x1 convs C -> C/2 (with bias, as in the reference); y = softmax(theta phi^T) g over
+    all positions; 1x1 conv C/2 -> C + BatchNorm (gamma initialised to zero, so the block starts as the
+    identity); residual add. ``sub_sample`` max-pools phi and g by 2x2 (4x fewer pairs).
+    Parameters: 3*(C*C/2 + C/2) + (C/2)*C + 2*C. The reference's bias on the output conv is dropped (it
+    precedes BatchNorm). Needs a fixed height and width (the positions are reshaped back to a map).
+
+    Args:
+        x: input tensor (NHWC) with static height and width.
+        reduction: channel reduction of the embeddings (C / reduction).
+        sub_sample: 2x2 max-pool phi and g.
+        zero_init: initialise the output BatchNorm's gamma to zero (the paper's choice).
+        name: layer name prefix.
+    """
+    height, width, channels = x.shape[1:]
+    if height is None or width is None:
+        raise ValueError(f"non_local needs an input with a fixed height and width; got shape {tuple(x.shape)}.")
+    inner = max(1, channels // reduction)
+    theta = layers.Conv2D(inner, 1, name=f"{name}_theta")(x)
+    phi = layers.Conv2D(inner, 1, name=f"{name}_phi")(x)
+    g = layers.Conv2D(inner, 1, name=f"{name}_g")(x)
+    if sub_sample:
+        phi = layers.MaxPooling2D(2, name=f"{name}_phi_pool")(phi)
+        g = layers.MaxPooling2D(2, name=f"{name}_g_pool")(g)
+    theta = layers.Reshape((-1, inner), name=f"{name}_theta_flat")(theta)
+    phi = layers.Reshape((-1, inner), name=f"{name}_phi_flat")(phi)
+    g = layers.Reshape((-1, inner), name=f"{name}_g_flat")(g)
+    f = layers.Dot(axes=(2, 2), name=f"{name}_affinity")([theta, phi])  # (N, HW, H'W')
+    f = layers.Softmax(axis=-1, name=f"{name}_softmax")(f)
+    y = layers.Dot(axes=(2, 1), name=f"{name}_aggregate")([f, g])  # (N, HW, C/2)
+    y = layers.Reshape((height, width, inner), name=f"{name}_unflat")(y)
+    y = layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_out_conv")(y)
+    y = layers.BatchNormalization(axis=-1, gamma_initializer="zeros" if zero_init else "ones",
+                                  name=f"{name}_out_bn", **_NORM)(y)
+    return layers.Add(name=f"{name}_add")([x, y])

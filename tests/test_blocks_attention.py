@@ -61,3 +61,83 @@ def test_cbam_gradients_and_round_trip():
     data = random_input((8, 8, 32))
     assert_all_gradients(model, data)
     keras_round_trip(model, data)
+
+
+@pytest.mark.parametrize("c_in, c, groups, strides", [(64, 64, 32, 1), (32, 64, 8, 2)])
+def test_sk_count_shape_and_stride(c_in, c, groups, strides):
+    x = keras.Input((10, 10, c_in))
+    model = keras.Model(x, attention.sk(x, c, strides=strides, groups=groups, name="sk"))
+    assert model.output.shape == (None, 10 // strides, 10 // strides, c)
+    d = max(c // 16, 32)
+    branches = 2 * (9 * (c_in // groups) * c + 2 * c)  # grouped 3x3 convs (no bias) + BN
+    assert n_params(model) == branches + c * d + 2 * d + 2 * d * c
+    assert model.get_layer("sk_branch2_conv").dilation_rate == (2, 2)
+
+
+def test_sk_strided_dilated_branch_equals_strided_conv():
+    """Stride-1 dilated conv + 1x1 stride-2 sub-sampling = the stride-2 dilated conv (PyTorch padding 2)."""
+    data = random_input((9, 9, 4), seed=1)
+    x = keras.Input((9, 9, 4))
+    model = keras.Model(x, attention.sk(x, 8, strides=2, groups=1, name="sk"))
+    sub = keras.Model(x, model.get_layer("sk_branch2_subsample").output)
+    kernel = np.asarray(model.get_layer("sk_branch2_conv").kernel)
+    padded = np.pad(data, ((0, 0), (2, 2), (2, 2), (0, 0)))
+    expected = np.zeros((2, 5, 5, 8), "float32")
+    for i in range(3):
+        for j in range(3):
+            expected += padded[:, 2 * i:2 * i + 9:2, 2 * j:2 * j + 9:2, :] @ kernel[i, j]
+    np.testing.assert_allclose(np.asarray(sub(data)), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_sk_attention_is_a_softmax_across_branches():
+    x = keras.Input((6, 6, 32))
+    model = keras.Model(x, attention.sk(x, 32, branches=3, groups=4, name="sk"))
+    probe = keras.Model(x, model.get_layer("sk_softmax").output)
+    w = np.asarray(probe(random_input((6, 6, 32))))
+    assert w.shape == (2, 3, 32)
+    np.testing.assert_allclose(w.sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="branches"):
+        attention.sk(x, 32, branches=1, name="bad")
+
+
+@pytest.mark.parametrize("sub_sample", [True, False])
+def test_non_local_count_and_identity_at_init(sub_sample):
+    c = 16
+    x = keras.Input((6, 6, c))
+    model = keras.Model(x, attention.non_local(x, sub_sample=sub_sample, name="nl"))
+    i = c // 2
+    assert n_params(model) == 3 * (c * i + i) + i * c + 2 * c
+    assert model.output.shape == (None, 6, 6, c)
+    data = random_input((6, 6, c))
+    np.testing.assert_allclose(np.asarray(model(data, training=False)), data, rtol=1e-6)  # zero-init gamma
+    pooled = model.get_layer("nl_affinity").output.shape
+    assert pooled == (None, 36, 9 if sub_sample else 36)
+
+
+def test_non_local_matches_formula():
+    c, h, w = 8, 4, 6
+    x = keras.Input((h, w, c))
+    model = keras.Model(x, attention.non_local(x, sub_sample=False, zero_init=False, name="nl"))
+    data = random_input((h, w, c), seed=2)
+    emb = {k: [np.asarray(v) for v in model.get_layer(f"nl_{k}").weights] for k in ("theta", "phi", "g")}
+    flat = data.reshape(2, h * w, c)
+    t, p, g = (flat @ emb[k][0][0, 0] + emb[k][1] for k in ("theta", "phi", "g"))
+    f = np.einsum("nic,njc->nij", t, p)
+    f = np.exp(f - f.max(-1, keepdims=True))
+    f /= f.sum(-1, keepdims=True)
+    y = (f @ g) @ np.asarray(model.get_layer("nl_out_conv").kernel)[0, 0]
+    y = y / np.sqrt(1.0 + model.get_layer("nl_out_bn").epsilon)
+    np.testing.assert_allclose(np.asarray(model(data, training=False)), data + y.reshape(2, h, w, c),
+                               rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="fixed height and width"):
+        attention.non_local(keras.Input((None, None, c)), name="bad")
+
+
+def test_sk_and_non_local_gradients_and_round_trip():
+    x = keras.Input((8, 8, 32))
+    y = attention.sk(x, 32, groups=8, name="sk")
+    y = attention.non_local(y, zero_init=False, name="nl")
+    model = keras.Model(x, y)
+    data = random_input((8, 8, 32))
+    assert_all_gradients(model, data)
+    keras_round_trip(model, data)
