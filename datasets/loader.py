@@ -1,0 +1,380 @@
+"""``load(spec, ...)``: one entry point from a dataset spec to a batched, prefetched tf.data pipeline.
+
+Specs: ``tfds:NAME`` (a tensorflow-datasets dataset already prepared in ``data_dir``), ``folder:PATH``
+(class-per-subfolder images), ``coco:ANNOTATIONS.json:IMAGES_DIR``, ``voc:PATH``, ``shapes`` (generated).
+
+Elements by task (images float32, scaled by ``preprocessing``):
+- classification: (image (B, H, W, 3), label int32 (B,)); one-hot float32 (B, C) when mixup/cutmix is on;
+- detection: (image, {"boxes": float32 (B, max_boxes, 4), "labels": int32 (B, max_boxes)}), boxes in pixel
+  (x_min, y_min, x_max, y_max) of the returned image, padding rows -1; ragged (B, None, ...) when
+  ``max_boxes=None``;
+- segmentation: (image, mask int32 (B, H, W)): 0 background, class + 1, 255 ignore;
+- denoising / super_resolution (``shapes`` only): (noisy or low-res image, clean image).
+
+Pipeline: file listing and a fast validation pass up front (corrupt files skipped, listed in
+``info["skipped"]``), then shuffle by seed -> parallel decode (AUTOTUNE) -> [cache] -> augment with
+per-element stateless seeds -> normalize -> batch -> [mixup/cutmix] -> prefetch. The same seed gives the
+same order and the same augmentations on every run.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import tensorflow as tf
+
+from catalog.datasets import annotations as ann
+from catalog.datasets import images as imgs
+from catalog.datasets import transforms as T
+
+TASKS = ("classification", "detection", "segmentation", "denoising", "super_resolution")
+AUTOTUNE = tf.data.AUTOTUNE
+SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test",)}
+
+
+# ----------------------------------------------------------------------------------------------- sources
+def _folder_source(path, split, seed, validation_split, validate):
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"image folder {path} does not exist.")
+    entries = sorted(e for e in os.listdir(path) if not e.startswith("."))
+    split_dirs = {k: next((e for e in entries if e in names and os.path.isdir(os.path.join(path, e))), None)
+                  for k, names in SPLIT_FOLDERS.items()}
+    if split_dirs["train"]:  # existing train/ val/ folders decide the split
+        wanted = "val" if split in ("val", "validation") else split
+        if wanted not in SPLIT_FOLDERS or not split_dirs[wanted]:
+            found = [k for k, v in split_dirs.items() if v]
+            raise ValueError(f"split must be one of {', '.join(found)} for {path}; got {split!r}.")
+        root, class_root, by_seed = os.path.join(path, split_dirs[wanted]), os.path.join(path, split_dirs["train"]), False
+    else:
+        if split not in ("train", "val", "validation", "all"):
+            raise ValueError(f"split must be 'train', 'val' or 'all' for a folder without train/ val/; got {split!r}.")
+        root, class_root, by_seed = path, path, split != "all"
+    class_names = tuple(sorted(e for e in os.listdir(class_root)
+                               if not e.startswith(".") and os.path.isdir(os.path.join(class_root, e))))
+    if not class_names:
+        raise ValueError(f"image folder {class_root} must hold one subfolder per class; found none.")
+    paths, labels, skipped = [], [], {}
+    rng = np.random.default_rng(seed)
+    for label, name in enumerate(class_names):
+        folder = os.path.join(root, name)
+        files = sorted(f for f in os.listdir(folder) if not f.startswith(".")) if os.path.isdir(folder) else []
+        files = [os.path.join(folder, f) for f in files if os.path.isfile(os.path.join(folder, f))]
+        for f in files:
+            if not imgs.is_image_file(f):
+                skipped[f] = "not an image file (extension)"
+                warnings.warn(f"skipping {f}: not an image file (extension).", stacklevel=3)
+        files = [f for f in files if imgs.is_image_file(f)]
+        if not files:
+            warnings.warn(f"class folder {folder} holds no images.", stacklevel=3)
+        if by_seed:  # stratified: each class splits by the same fraction
+            order = rng.permutation(len(files))
+            n_val = int(round(len(files) * validation_split))
+            chosen = order[:n_val] if split in ("val", "validation") else order[n_val:]
+            files = [files[i] for i in sorted(chosen)]
+        paths += files
+        labels += [label] * len(files)
+    kept, modes, bad = imgs.validate_files(paths, full=validate == "full")
+    skipped.update(bad)
+    label_of = dict(zip(paths, labels))
+    raw = tf.data.Dataset.from_tensor_slices({"path": tf.constant(kept, tf.string), "mode": tf.constant(modes, tf.int32),
+                                              "label": tf.constant([label_of[p] for p in kept], tf.int32)})
+    return raw, len(kept), class_names, skipped
+
+
+def _annotation_source(kind, spec_rest, split, task, validate):
+    if kind == "coco":
+        parts = spec_rest.split(":")
+        if len(parts) < 2:
+            raise ValueError(f"spec must be 'coco:ANNOTATIONS.json:IMAGES_DIR'; got 'coco:{spec_rest}'.")
+        annotation_file, images_dir = ":".join(parts[:-1]), parts[-1]
+        if not os.path.isfile(annotation_file) and os.path.isfile(spec_rest.split(":")[0]):
+            annotation_file, images_dir = parts[0], ":".join(parts[1:])
+        records, class_names, skipped = ann.read_coco(annotation_file, images_dir)
+        mask_of = ann.coco_segmentation_mask
+    else:
+        records, class_names, skipped = ann.read_voc(spec_rest, split=split, task=task)
+        mask_of = ann.voc_segmentation_mask
+    kept, modes, bad = imgs.validate_files([r["path"] for r in records], exif=False, full=validate == "full")
+    skipped.update(bad)
+    keep = set(kept)
+    records = [r for r in records if r["path"] in keep]
+    lengths = [len(r["labels"]) for r in records]
+    flat_boxes = np.concatenate([r["boxes"] for r in records] + [np.zeros((0, 4), np.float32)])
+    flat_labels = np.concatenate([r["labels"] for r in records] + [np.zeros((0,), np.int32)])
+    raw = tf.data.Dataset.from_tensor_slices({
+        "path": tf.constant(kept, tf.string), "mode": tf.constant(modes, tf.int32),
+        "index": tf.range(len(kept), dtype=tf.int32),
+        "boxes": tf.RaggedTensor.from_row_lengths(flat_boxes.astype(np.float32), lengths),
+        "box_labels": tf.RaggedTensor.from_row_lengths(flat_labels.astype(np.int32), lengths)})
+
+    def masks(index):
+        return mask_of(records[int(index)])
+
+    return raw, len(records), class_names, skipped, masks
+
+
+def _shapes_source(split, task, image_size, seed, num_images, max_objects):
+    from catalog.datasets.shapes import make_restoration_pairs, make_shapes
+
+    size = image_size if isinstance(image_size, int) else int(image_size[0])
+    n = num_images or (2000 if split == "train" else 500)
+    data_seed = seed if split == "train" else seed + 1
+    if task in ("denoising", "super_resolution"):
+        pairs = make_restoration_pairs(n, size, seed=data_seed)
+        x = pairs["noisy"] if task == "denoising" else pairs["low_res"]
+        return tf.data.Dataset.from_tensor_slices({"image": x, "target": pairs["clean"]}), n, ()
+    data = make_shapes(n, size, seed=data_seed, max_objects=max_objects or (1 if task == "classification" else 3))
+    lengths = [len(b) for b in data["box_labels"]]
+    raw = tf.data.Dataset.from_tensor_slices({
+        "image": data["images"], "label": data["labels"], "mask": data["masks"],
+        "boxes": tf.RaggedTensor.from_row_lengths(np.concatenate(data["boxes"]), lengths),
+        "box_labels": tf.RaggedTensor.from_row_lengths(np.concatenate(data["box_labels"]), lengths)})
+    return raw, n, data["class_names"]
+
+
+def _tfds_source(name, split, task, data_dir):
+    import tensorflow_datasets as tfds
+
+    if name.split("/")[0] == "catalog_shapes":
+        from catalog.datasets import tfds_shapes  # noqa: F401  (registers the builder)
+    try:
+        builder = tfds.builder(name, data_dir=data_dir)
+    except Exception as e:  # DatasetNotFoundError and config/version errors
+        raise ValueError(f"tfds dataset {name!r} is unknown to tensorflow-datasets ({type(e).__name__}: {e}).") from e
+    if not tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json")):
+        how = (f"catalog.datasets.prepare_shapes({str(data_dir)!r}, config=...)" if name.startswith("catalog_shapes")
+               else f"`tfds build {name} --data_dir {data_dir or '~/tensorflow_datasets'}` on a machine with network")
+        raise ValueError(f"tfds dataset {name!r} is not prepared in {builder.data_dir}; prepare it once with {how}, "
+                         "then pass that data_dir (nothing is downloaded here).")
+    features = builder.info.features
+    try:
+        count = builder.info.splits[split].num_examples
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"split must be one of {', '.join(builder.info.splits)} (or a TFDS slice of one) "
+                         f"for tfds:{name}; got {split!r}.") from e
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    if task == "classification":
+        image_key, label_key = builder.info.supervised_keys or ("image", "label")
+        class_names = tuple(features[label_key].names)
+        raw = ds.map(lambda e: {"image": _rgb(e[image_key]), "label": tf.cast(e[label_key], tf.int32)})
+    elif task == "detection":
+        class_names = tuple(features["objects"]["label"].names)
+
+        def convert(e):
+            image = _rgb(e["image"])
+            hw = tf.cast(tf.shape(image)[:2], tf.float32)
+            y0, x0, y1, x1 = tf.unstack(e["objects"]["bbox"], axis=-1)
+            boxes = tf.stack([x0 * hw[1], y0 * hw[0], x1 * hw[1], y1 * hw[0]], axis=-1)
+            return {"image": image, "boxes": boxes, "box_labels": tf.cast(e["objects"]["label"], tf.int32)}
+
+        raw = ds.map(convert)
+    elif task == "segmentation":
+        key = next((k for k in ("segmentation_mask", "mask") if k in features), None)
+        if key is None:
+            raise ValueError(f"task 'segmentation' needs a 'segmentation_mask' feature; tfds:{name} has "
+                             f"{', '.join(features)}.")
+        class_names = tuple(features["label"].names) if "label" in features else ()
+        raw = ds.map(lambda e: {"image": _rgb(e["image"]), "mask": tf.cast(e[key][..., 0], tf.uint8)})
+    else:
+        x_key, y_key = builder.info.supervised_keys
+        class_names = ()
+        raw = ds.map(lambda e: {"image": _rgb(e[x_key]), "target": _rgb(e[y_key])})
+    return raw, count, class_names
+
+
+def _rgb(image):
+    return tf.image.grayscale_to_rgb(image) if image.shape[-1] == 1 else image
+
+
+# ---------------------------------------------------------------------------------------------- pipeline
+def _augment_fn(task, image_size, jitter=True):
+    def classify(e, seed):
+        s = T._split(seed, 3)
+        image = T.random_resized_crop(tf.cast(e["image"], tf.float32), image_size, s[0])
+        image = T.random_flip(image, s[1])
+        return {**e, "image": T.color_jitter(image, s[2]) if jitter else image}
+
+    def detect(e, seed):
+        s = T._split(seed, 3)
+        image, boxes, labels = T.random_crop(tf.cast(e["image"], tf.float32), s[0], e["boxes"], e["box_labels"])
+        image, boxes = T.random_flip(image, s[1], boxes=boxes)
+        image, boxes = T.resize_with_targets(image, image_size, boxes=boxes)
+        return {"image": T.color_jitter(image, s[2]) if jitter else image, "boxes": boxes, "box_labels": labels}
+
+    def segment(e, seed):
+        s = T._split(seed, 3)
+        image, mask = T.random_crop(tf.cast(e["image"], tf.float32), s[0], mask=e["mask"])
+        image, mask = T.random_flip(image, s[1], mask=mask)
+        image, mask = T.resize_with_targets(image, image_size, mask=mask)
+        return {"image": T.color_jitter(image, s[2]) if jitter else image, "mask": mask}
+
+    return {"classification": classify, "detection": detect, "segmentation": segment}[task]
+
+
+def _eval_fn(task, image_size, crop_fraction):
+    def fn(e):
+        image = tf.cast(e["image"], tf.float32)
+        if task == "classification":
+            return {**e, "image": T.resize_short_then_center_crop(image, image_size, crop_fraction)}
+        if task == "detection":
+            image, boxes = T.resize_with_targets(image, image_size, boxes=e["boxes"])
+            return {**e, "image": image, "boxes": boxes}
+        if task == "segmentation":
+            image, mask = T.resize_with_targets(image, image_size, mask=e["mask"])
+            return {**e, "image": image, "mask": mask}
+        return {"image": image, "target": tf.cast(e["target"], tf.float32)}
+
+    return fn
+
+
+def _output_fn(task, preprocessing, max_boxes):
+    def fn(e):
+        image = T.normalize(e["image"], preprocessing)
+        if task == "classification":
+            return image, tf.cast(e["label"], tf.int32)
+        if task == "segmentation":
+            return image, tf.cast(e["mask"], tf.int32)
+        if task == "detection":
+            boxes, labels = tf.cast(e["boxes"], tf.float32), tf.cast(e["box_labels"], tf.int32)
+            if max_boxes is not None:
+                boxes, labels = boxes[:max_boxes], labels[:max_boxes]
+                pad = max_boxes - tf.shape(labels)[0]
+                boxes = tf.ensure_shape(tf.pad(boxes, [[0, pad], [0, 0]], constant_values=-1.0), [max_boxes, 4])
+                labels = tf.ensure_shape(tf.pad(labels, [[0, pad]], constant_values=-1), [max_boxes])
+            return image, {"boxes": boxes, "labels": labels}
+        return image, T.normalize(e["target"], preprocessing)
+
+    return fn
+
+
+def load(spec: str, split: str = "train", task: str = "classification", image_size=224, batch_size: int = 32,
+         data_dir: str | None = None, seed: int = 0, augment: bool = False, preprocessing: str | None = "unit",
+         shuffle: bool | None = None, cache: bool = False, validation_split: float = 0.2, mixup: float = 0.0,
+         cutmix: float = 0.0, max_boxes: int | None = 100, crop_fraction: float = 0.875, color_jitter: bool = True,
+         validate: str = "fast", num_images: int | None = None, max_objects: int | None = None,
+         drop_remainder: bool = False):
+    """Build a batched tf.data pipeline for ``spec``; returns (dataset, info).
+
+    Args:
+        spec: ``tfds:NAME[/CONFIG]``, ``folder:PATH``, ``coco:ANNOTATIONS.json:IMAGES_DIR``, ``voc:PATH`` or
+            ``shapes``.
+        split: ``train``/``val``/``test`` (folder: by existing train/ val/ folders, else a stratified
+            seeded split; ``all`` for every image); TFDS split names and slices as TFDS takes them.
+        task: one of ``TASKS``.
+        image_size: output side (int) or (height, width).
+        batch_size: examples per batch.
+        data_dir: TFDS data folder holding prepared datasets.
+        seed: order, folder split and augmentation seed; the same seed gives the same batches.
+        augment: training augmentation (classification: random resized crop, flip, colour jitter;
+            detection/segmentation: random crop, flip and colour jitter that move boxes/masks along).
+            Without it: resize the short side to size / ``crop_fraction`` and center-crop
+            (classification), or resize to ``image_size`` (detection, segmentation).
+        preprocessing: a model card's ``preprocessing``: ``torch``, ``tf``, ``caffe``, ``unit`` or ``none``.
+        shuffle: shuffle each epoch; defaults to ``split == "train"``.
+        cache: cache decoded (and, without augment, resized) images in memory.
+        validation_split: fraction of each class held out as ``val`` in folders without train/ val/.
+        mixup, cutmix: Beta alphas (0 = off) for batch mixing in classification; labels become one-hot.
+        max_boxes: detection boxes per image padded with -1 to this count; None for ragged batches.
+        crop_fraction: eval center-crop fraction (0.875 = resize 256, crop 224).
+        color_jitter: include colour jitter in ``augment``.
+        validate: ``fast`` (headers and file ends) or ``full`` (decode every file with Pillow up front).
+        num_images, max_objects: size of the generated ``shapes`` data.
+        drop_remainder: drop the last partial batch.
+
+    Returns:
+        (tf.data.Dataset, info dict): ``class_names``, ``num_classes``, ``task``, ``count`` (examples
+        before skipping in the pipeline), ``skipped`` (files skipped, sorted), ``skipped_reasons``, ``spec``,
+        ``split``, ``image_size``, ``preprocessing``, ``box_format`` (detection), ``ignore_label``.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"spec must be 'tfds:NAME', 'folder:PATH', 'coco:ANN.json:IMAGES', 'voc:PATH' or "
+                         f"'shapes'; got {spec!r}.")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}.")
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+        raise ValueError(f"image_size must be a positive int or (height, width); got {image_size!r}.")
+    if not isinstance(batch_size, int) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    preprocessing = T.check_preprocessing(preprocessing)
+    if validate not in ("fast", "full"):
+        raise ValueError(f"validate must be 'fast' or 'full'; got {validate!r}.")
+    if (mixup or cutmix) and task != "classification":
+        raise ValueError(f"mixup/cutmix apply to task 'classification' only; got task {task!r}.")
+    kind, _, rest = spec.partition(":")
+    if task in ("denoising", "super_resolution") and kind not in ("shapes", "tfds"):
+        raise ValueError(f"task {task!r} needs spec 'shapes' or a tfds restoration dataset; got {spec!r}.")
+    if task in ("detection", "segmentation") and kind == "folder":
+        raise ValueError(f"spec 'folder:' holds classification data only; use coco:, voc:, tfds: or shapes "
+                         f"for task {task!r}.")
+    if kind in ("coco", "voc") and task not in ("detection", "segmentation"):
+        raise ValueError(f"spec '{kind}:' gives task 'detection' or 'segmentation'; got task {task!r}.")
+
+    skipped, decode, min_side, masks = {}, None, None, None
+    if kind == "folder":
+        raw, count, class_names, skipped = _folder_source(rest, split, seed, validation_split, validate)
+        min_side = None if augment else int(np.ceil(max(size) / crop_fraction))
+    elif kind in ("coco", "voc"):
+        raw, count, class_names, skipped, masks = _annotation_source(kind, rest, split, task, validate)
+    elif kind == "shapes" and not rest:
+        raw, count, class_names = _shapes_source(split, task, size, seed, num_images, max_objects)
+    elif kind == "tfds" and rest:
+        raw, count, class_names = _tfds_source(rest, split, task, data_dir)
+    else:
+        raise ValueError(f"spec must start with tfds:, folder:, coco:, voc: or be 'shapes'; got {spec!r}.")
+
+    if kind in ("folder", "coco", "voc"):
+        def decode(e):
+            out = {k: v for k, v in e.items() if k not in ("path", "mode", "index")}
+            out["image"] = imgs.tf_decode(e["path"], e["mode"], min_side=min_side, exif=kind == "folder")
+            if task == "segmentation":
+                mask = tf.numpy_function(masks, [e["index"]], tf.uint8, stateful=False)
+                mask = tf.ensure_shape(mask, [None, None])
+                tf.debugging.assert_equal(tf.shape(mask), tf.shape(out["image"])[:2],
+                                          message="segmentation mask and image sizes differ")
+                out["mask"] = mask
+            return out
+
+    shuffle = split == "train" if shuffle is None else shuffle
+    ds = raw
+    if shuffle and not cache:
+        ds = ds.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
+    if decode is not None:
+        ds = ds.map(decode, num_parallel_calls=AUTOTUNE).ignore_errors(log_warning=True)
+    if not augment or task in ("denoising", "super_resolution"):
+        ds = ds.map(_eval_fn(task, size, crop_fraction), num_parallel_calls=AUTOTUNE)
+    if cache:
+        ds = ds.cache()
+        if shuffle:
+            ds = ds.shuffle(min(max(count, 1), 10_000), seed=seed, reshuffle_each_iteration=True)
+    if augment and task not in ("denoising", "super_resolution"):
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(_augment_fn(task, size, color_jitter),
+                                                   num_parallel_calls=AUTOTUNE)
+    ds = ds.map(_output_fn(task, preprocessing, max_boxes), num_parallel_calls=AUTOTUNE)
+    if task == "detection" and max_boxes is None:
+        ds = ds.ragged_batch(batch_size, drop_remainder=drop_remainder)
+    else:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+    if mixup or cutmix:
+        num_classes = len(class_names)
+
+        def mix(batch, batch_seed):
+            x, y = batch
+            y = tf.one_hot(y, num_classes)
+            s = T._split(batch_seed, 2)
+            if mixup and cutmix:
+                return tf.cond(T._coin(s[0]), lambda: T.mixup(x, y, s[1], mixup), lambda: T.cutmix(x, y, s[1], cutmix))
+            return T.mixup(x, y, s[1], mixup) if mixup else T.cutmix(x, y, s[1], cutmix)
+
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed + 1).batch(2))).map(mix)
+    ds = ds.prefetch(AUTOTUNE)
+    info = {"spec": spec, "task": task, "split": split, "class_names": tuple(class_names),
+            "num_classes": len(class_names), "count": int(count), "skipped": sorted(skipped),
+            "skipped_reasons": dict(skipped), "image_size": size, "preprocessing": preprocessing,
+            "ignore_label": ann.IGNORE_LABEL if task == "segmentation" else None}
+    if task == "detection":
+        info["box_format"] = "xyxy pixels of the returned image (x_min, y_min, x_max, y_max); padding rows -1"
+    return ds, info
