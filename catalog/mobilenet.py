@@ -1,0 +1,204 @@
+"""MobileNet v1, v2 and v3 (Howard et al. 2017; Sandler et al. 2018; Howard et al. 2019).
+
+- v1: 3x3/2 stem, 13 depthwise-separable convs, ReLU6; keras.applications ``MobileNet`` layout (head:
+  global pool -> dropout 1e-3 -> 1x1 conv with bias as the classifier). Width ``alpha`` scales every
+  conv as ``int(c * alpha)``; resolution is the input size. Registered as ``mobilenet_v1`` (1.0 at 224)
+  and ``mobilenet_v1_{alpha}_{resolution}`` for the paper's Tables 6 and 7 (e.g. ``mobilenet_v1_0_75_224``).
+- v2: 3x3/2 stem, 17 inverted residuals, 1x1 conv to 1280 (``make_divisible(1280 * alpha)`` only when
+  alpha > 1, as keras.applications); keras.applications ``MobileNetV2`` layout and BatchNorm
+  (eps 1e-3, momentum 0.999). Registered as ``mobilenet_v2`` and ``mobilenet_v2_{alpha}``.
+- v3: torchvision layout (bneck tables, SE with hard-sigmoid, hard-swish, BatchNorm eps 1e-3, head
+  Dense(1280/1024) -> hard-swish -> dropout 0.2 -> Dense), PyTorch-style padding on strided convs.
+"""
+
+from __future__ import annotations
+
+from keras import layers
+
+from catalog.blocks.depthwise import bneck, inverted_residual, separable
+from catalog.blocks.layers import act, conv_bn_act, make_divisible, norm_defaults
+from catalog.classifier import build_classifier
+from catalog.registry import register_model
+
+# v1: per stage (filters, stride) of the separable convs; stages end at reductions 2, 4, 8, 16, 32.
+V1_STAGES = (((64, 1),), ((128, 2), (128, 1)), ((256, 2), (256, 1)), ((512, 2),) + ((512, 1),) * 5,
+             ((1024, 2), (1024, 1)))
+
+# v2: rows (expansion t, channels c, repeats n, first stride s) of the paper's Table 2.
+V2_ROWS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+           (6, 320, 1, 1))
+
+# v3: rows (kernel, expanded, out, SE, activation, stride) of the paper's Tables 1 and 2 (torchvision).
+V3_LARGE = ((3, 16, 16, False, "relu", 1), (3, 64, 24, False, "relu", 2), (3, 72, 24, False, "relu", 1),
+            (5, 72, 40, True, "relu", 2), (5, 120, 40, True, "relu", 1), (5, 120, 40, True, "relu", 1),
+            (3, 240, 80, False, "hard_swish", 2), (3, 200, 80, False, "hard_swish", 1),
+            (3, 184, 80, False, "hard_swish", 1), (3, 184, 80, False, "hard_swish", 1),
+            (3, 480, 112, True, "hard_swish", 1), (3, 672, 112, True, "hard_swish", 1),
+            (5, 672, 160, True, "hard_swish", 2), (5, 960, 160, True, "hard_swish", 1),
+            (5, 960, 160, True, "hard_swish", 1))
+V3_SMALL = ((3, 16, 16, True, "relu", 2), (3, 72, 24, False, "relu", 2), (3, 88, 24, False, "relu", 1),
+            (5, 96, 40, True, "hard_swish", 2), (5, 240, 40, True, "hard_swish", 1),
+            (5, 240, 40, True, "hard_swish", 1), (5, 120, 48, True, "hard_swish", 1),
+            (5, 144, 48, True, "hard_swish", 1), (5, 288, 96, True, "hard_swish", 2),
+            (5, 576, 96, True, "hard_swish", 1), (5, 576, 96, True, "hard_swish", 1))
+V3_CONFIGS = {"large": (V3_LARGE, 1280), "small": (V3_SMALL, 1024)}
+
+V1_ALPHAS = (1.0, 0.75, 0.5, 0.25)
+V1_RESOLUTIONS = (224, 192, 160, 128)
+V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+
+
+def _check_alpha(alpha, accepted=None):
+    ok = not isinstance(alpha, bool) and isinstance(alpha, (int, float)) and alpha > 0
+    if accepted is not None:
+        ok = ok and alpha in accepted
+    if not ok:
+        what = f"one of {', '.join(str(a) for a in accepted)}" if accepted else "a positive number"
+        raise ValueError(f"alpha must be {what}; got {alpha!r}.")
+
+
+def _conv_head(x, num_classes, dropout):
+    """keras.applications MobileNet head: pool -> dropout -> 1x1 conv classifier (with bias) -> flatten."""
+    x = layers.GlobalAveragePooling2D(keepdims=True, name="head_pool")(x)
+    if dropout:
+        x = layers.Dropout(dropout, name="head_drop")(x)
+    x = layers.Conv2D(num_classes, 1, name="head_fc")(x)
+    return layers.Flatten(name="head_flatten")(x)
+
+
+def mobilenet_v1(alpha: float = 1.0, dropout: float = 1e-3, **kwargs):
+    """MobileNet v1 (Howard et al. 2017): a 3x3/2 stem and 13 depthwise-separable convs with ReLU6.
+
+    Args:
+        alpha: width multiplier (any positive number; the paper's are 1.0, 0.75, 0.5, 0.25).
+        dropout: dropout before the 1x1-conv classifier (keras.applications' 1e-3).
+    """
+    _check_alpha(alpha)
+
+    def backbone(x):
+        stages = []
+        with norm_defaults(epsilon=1e-3, momentum=0.99):
+            x = conv_bn_act(x, int(32 * alpha), 3, 2, activation="relu6", name="stem")
+            for s, stage in enumerate(V1_STAGES, start=1):
+                for b, (filters, stride) in enumerate(stage, start=1):
+                    x = separable(x, int(filters * alpha), stride, activation="relu6", name=f"stage{s}_block{b}")
+                stages.append(x)
+        return x, stages
+
+    return build_classifier(backbone, head=_conv_head, dropout=dropout, **kwargs)
+
+
+def mobilenet_v2(alpha: float = 1.0, dropout: float = 0.0, **kwargs):
+    """MobileNetV2 (Sandler et al. 2018): inverted residuals with linear bottlenecks, keras.applications layout.
+
+    Args:
+        alpha: width multiplier; channels are ``make_divisible(int(c * alpha), 8)``, the last conv has
+            1280 channels unless alpha > 1.
+        dropout: dropout before the classifier (keras.applications has none; torchvision uses 0.2).
+    """
+    _check_alpha(alpha)
+
+    def backbone(x):
+        stages = []
+        with norm_defaults(epsilon=1e-3, momentum=0.999):
+            x = conv_bn_act(x, make_divisible(32 * alpha), 3, 2, activation="relu6", name="stem")
+            for r, (t, c, n, s) in enumerate(V2_ROWS, start=1):
+                filters = make_divisible(int(c * alpha))
+                for b in range(n):
+                    x = inverted_residual(x, filters, t, s if b == 0 else 1, name=f"stage{r}_block{b + 1}")
+                if r in (1, 2, 3, 5, 7):  # ends of the reductions 2, 4, 8, 16, 32
+                    stages.append(x)
+            last = make_divisible(1280 * alpha) if alpha > 1.0 else 1280
+            x = conv_bn_act(x, last, 1, activation="relu6", name="head_conv")
+        return x, stages
+
+    return build_classifier(backbone, dropout=dropout, **kwargs)
+
+
+def mobilenet_v3(config: str = "large", alpha: float = 1.0, dropout: float = 0.2, **kwargs):
+    """MobileNetV3 (Howard et al. 2019): bneck blocks with SE and hard-swish, torchvision layout.
+
+    Args:
+        config: "large" or "small".
+        alpha: width multiplier; channels are ``make_divisible(c * alpha, 8)`` (torchvision ``width_mult``).
+        dropout: dropout between the two head Dense layers.
+    """
+    if config not in V3_CONFIGS:
+        raise ValueError(f"config must be 'large' or 'small'; got {config!r}.")
+    _check_alpha(alpha)
+    rows, last_channels = V3_CONFIGS[config]
+
+    def width(c):
+        return make_divisible(c * alpha)
+
+    def backbone(x):
+        stages = []
+        with norm_defaults(epsilon=1e-3, momentum=0.99):
+            x = conv_bn_act(x, width(16), 3, 2, activation="hard_swish", padding="symmetric", name="stem")
+            for i, (k, exp, out, use_se, activation, stride) in enumerate(rows, start=1):
+                if stride == 2:
+                    stages.append(x)
+                x = bneck(x, width(out), width(exp), k, stride, use_se=use_se, activation=activation,
+                          padding="symmetric" if stride == 2 else "same", name=f"block{i}")
+            x = conv_bn_act(x, 6 * width(rows[-1][2]), 1, activation="hard_swish", name="head_conv")
+            stages.append(x)
+        return x, stages
+
+    def head(x, num_classes, dropout):
+        x = layers.GlobalAveragePooling2D(name="head_pool")(x)
+        x = layers.Dense(width(last_channels), name="head_fc1")(x)
+        x = act(x, "hard_swish", name="head_act")
+        if dropout:
+            x = layers.Dropout(dropout, name="head_drop")(x)
+        return layers.Dense(num_classes, name="head_fc")(x)
+
+    return build_classifier(backbone, head=head, dropout=dropout, **kwargs)
+
+
+_V1_PAPER = "Howard et al. 2017, MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications"
+_V2_PAPER = "Sandler et al. 2018, MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR"
+_V3_PAPER = "Howard et al. 2019, Searching for MobileNetV3, ICCV"
+
+# name: (alpha, resolution, trainable params of keras.applications.MobileNet(alpha), paper MACs)
+V1_VARIANTS = {
+    "mobilenet_v1": (1.0, 224, 4_231_976, 569e6),
+    "mobilenet_v1_0_75_224": (0.75, 224, 2_585_560, 325e6),
+    "mobilenet_v1_0_5_224": (0.5, 224, 1_331_592, 149e6),
+    "mobilenet_v1_0_25_224": (0.25, 224, 470_072, 41e6),
+    "mobilenet_v1_1_0_192": (1.0, 192, 4_231_976, 418e6),
+    "mobilenet_v1_1_0_160": (1.0, 160, 4_231_976, 290e6),
+    "mobilenet_v1_1_0_128": (1.0, 128, 4_231_976, 186e6),
+}
+# name: (alpha, trainable params of keras.applications.MobileNetV2(alpha), TF-slim MACs at 224)
+V2_VARIANTS = {
+    "mobilenet_v2": (1.0, 3_504_872, 300e6),
+    "mobilenet_v2_0_35": (0.35, 1_677_128, 59e6),
+    "mobilenet_v2_0_5": (0.5, 1_968_680, 97e6),
+    "mobilenet_v2_0_75": (0.75, 2_636_424, 209e6),
+    "mobilenet_v2_1_3": (1.3, 5_386_792, 509e6),
+    "mobilenet_v2_1_4": (1.4, 6_108_776, 582e6),
+}
+# name: (config, trainable params (torchvision), torchvision GFLOPS as MACs)
+V3_VARIANTS = {
+    "mobilenet_v3_large": ("large", 5_483_032, 217e6),
+    "mobilenet_v3_small": ("small", 2_542_856, 56e6),
+}
+
+for _name, (_alpha, _res, _params, _macs) in V1_VARIANTS.items():
+    register_model(mobilenet_v1, name=_name, family="mobilenet_v1", paper=_V1_PAPER,
+                   input_shape=(_res, _res, 3), defaults=dict(alpha=_alpha), reference_params=_params,
+                   reference_params_source=f"keras.applications.MobileNet(alpha={_alpha}) trainable weights",
+                   reference_macs=_macs, reference_macs_source="Howard et al. 2017, Tables 6 and 7",
+                   min_input_size=32, preprocessing="tf")
+for _name, (_alpha, _params, _macs) in V2_VARIANTS.items():
+    register_model(mobilenet_v2, name=_name, family="mobilenet_v2", paper=_V2_PAPER,
+                   defaults=dict(alpha=_alpha), reference_params=_params,
+                   reference_params_source=f"keras.applications.MobileNetV2(alpha={_alpha}) trainable weights",
+                   reference_macs=_macs, reference_macs_source="TF-slim MobileNetV2 table (MACs at 224)",
+                   min_input_size=32, preprocessing="tf")
+for _name, (_config, _params, _macs) in V3_VARIANTS.items():
+    register_model(mobilenet_v3, name=_name, family="mobilenet_v3", paper=_V3_PAPER,
+                   defaults=dict(config=_config), reference_params=_params,
+                   reference_params_source=f"torchvision {_name}",
+                   reference_macs=_macs, reference_macs_source="torchvision docs (GFLOPS = MACs)",
+                   min_input_size=32, preprocessing="torch")
