@@ -16,7 +16,9 @@ from helpers import assert_all_gradients, keras_round_trip, random_input
 CLASSIFIERS = catalog.list_models(task="classification")
 
 # Width-reduced keywords for the smoke tests, by family or by name (name wins).
-SMALL: dict[str, dict] = {}
+SMALL: dict[str, dict] = {
+    "octresnet": dict(width=16, depths=(1, 1, 1, 1)),
+}
 
 # Models whose default build is too heavy for CI's 2 cores; asserted with -m slow.
 HEAVY_PARAMS = 100_000_000
