@@ -1,0 +1,98 @@
+"""GoogLeNet (Szegedy et al. 2015, "Going deeper with convolutions", CVPR), i.e. Inception v1.
+
+7x7/2 conv (64) -> 3x3/2 max pool -> 1x1 (64) -> 3x3 (192) -> 3x3/2 max pool -> inception 3a, 3b ->
+max pool -> 4a..4e -> max pool -> 5a, 5b -> global average pool -> dropout 0.4 -> FC. The paper's 5x5
+branch (torchvision uses 3x3 there, a bug it keeps for its weights) and, as torchvision, BatchNorm
+(eps 1e-3) after every conv and no LRN: 7,005,832 trainable parameters. ``aux_logits=True`` adds the two
+auxiliary classifiers on 4a and 4d (5x5/3 avg pool -> 1x1 conv (128) -> FC 1024 -> ReLU -> dropout 0.7
+-> FC); the model then has three outputs (main, aux1, aux2), trained with
+loss = main + 0.3 * aux1 + 0.3 * aux2 and dropped at inference.
+"""
+
+import keras
+from keras import layers
+
+from catalog.blocks.inception import inception_v1
+from catalog.blocks.layers import act, conv_bn_act, norm_defaults
+from catalog.classifier import build_classifier, load_weights
+from catalog.registry import register_model
+
+# (name, (c1, c3_reduce, c3, c5_reduce, c5, pool_proj)) of Table 1; "pool" is a 3x3/2 max pool.
+MODULES = (
+    ("inception3a", (64, 96, 128, 16, 32, 32)), ("inception3b", (128, 128, 192, 32, 96, 64)), "pool",
+    ("inception4a", (192, 96, 208, 16, 48, 64)), ("inception4b", (160, 112, 224, 24, 64, 64)),
+    ("inception4c", (128, 128, 256, 24, 64, 64)), ("inception4d", (112, 144, 288, 32, 64, 64)),
+    ("inception4e", (256, 160, 320, 32, 128, 128)), "pool",
+    ("inception5a", (256, 160, 320, 32, 128, 128)), ("inception5b", (384, 192, 384, 48, 128, 128)),
+)
+FEATURES = ("conv1", "conv3", "inception3b", "inception4e", "inception5b")
+AUX = {"inception4a": "aux1", "inception4d": "aux2"}
+
+
+def _aux_head(x, num_classes, activation, name):
+    x = layers.AveragePooling2D(5, strides=3, name=f"{name}_pool")(x)
+    with norm_defaults(epsilon=1e-3):
+        x = conv_bn_act(x, 128, 1, name=f"{name}_conv")
+    x = layers.Flatten(name=f"{name}_flatten")(x)
+    x = layers.Dense(1024, name=f"{name}_fc1")(x)
+    x = act(x, "relu", name=f"{name}_act")
+    x = layers.Dropout(0.7, name=f"{name}_drop")(x)
+    x = layers.Dense(num_classes, name=f"{name}_fc2")(x)
+    if activation is not None:
+        x = layers.Activation(activation, dtype="float32", name=f"{name}_predictions")(x)
+    return x
+
+
+def googlenet(aux_logits: bool = False, dropout: float = 0.4, **kwargs):
+    """GoogLeNet / Inception v1 with BatchNorm, the paper's 5x5 branches and optional auxiliary heads.
+
+    Args:
+        aux_logits: add the two auxiliary classifiers (outputs main, aux1, aux2); needs
+            ``include_top=True`` and a fixed input size (the aux FC sees 4x4x128 at 224x224).
+        dropout: dropout rate before the final FC (0.4 in the paper).
+    """
+    taps = {}
+
+    def backbone(x):
+        with norm_defaults(epsilon=1e-3):
+            x = conv_bn_act(x, 64, 7, 2, padding="symmetric", name="conv1")
+            stages = [x]
+            x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+            x = conv_bn_act(x, 64, 1, name="conv2")
+            x = conv_bn_act(x, 192, 3, name="conv3")
+            stages.append(x)
+            x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)
+            pools = 2
+            for module in MODULES:
+                if module == "pool":
+                    pools += 1
+                    x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{pools}")(x)
+                    continue
+                name, filters = module
+                x = inception_v1(x, *filters, name=name)
+                taps[name] = x
+                if name in FEATURES:
+                    stages.append(x)
+        return x, stages
+
+    if not isinstance(aux_logits, bool):
+        raise ValueError(f"aux_logits must be True or False; got {aux_logits!r}.")
+    if not aux_logits:
+        return build_classifier(backbone, dropout=dropout, **kwargs)
+    if not kwargs.get("include_top", True) or kwargs.get("features_only", False):
+        raise ValueError("aux_logits=True needs include_top=True and features_only=False.")
+    weights = kwargs.pop("weights", None)
+    model = build_classifier(backbone, dropout=dropout, **kwargs)
+    activation = kwargs.get("classifier_activation", "softmax")
+    num_classes = int(model.output.shape[-1])
+    aux = [_aux_head(taps[tap], num_classes, activation, name) for tap, name in AUX.items()]
+    model = keras.Model(model.inputs, [model.output, *aux], name=model.name)
+    return load_weights(model, weights)
+
+
+register_model(googlenet, name="googlenet", family="googlenet",
+               paper="Szegedy et al. 2015, Going deeper with convolutions, CVPR",
+               input_shape=(224, 224, 3), reference_params=7_005_832,
+               reference_params_source="torchvision googlenet (6,624,904) with the paper's 5x5 branches "
+                                       "(+16 * sum(c5_reduce * c5) = 380,928)",
+               min_input_size=32, preprocessing="torch")
