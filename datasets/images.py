@@ -39,8 +39,8 @@ def _truncated(path: str, fmt: str) -> bool:
         return marker not in f.read()
 
 
-def inspect_image(path: str, exif: bool = True, full: bool = False) -> tuple[int | None, str | None]:
-    """(decode mode, None) for a readable image, (None, reason) for a corrupt or unsupported one.
+def inspect_image(path: str, exif: bool = True, full: bool = False):
+    """(decode mode, (width, height), None) for a readable image, (None, None, reason) for a bad one.
 
     Args:
         path: the image file.
@@ -49,33 +49,48 @@ def inspect_image(path: str, exif: bool = True, full: bool = False) -> tuple[int
     """
     try:
         with Image.open(path) as img:
-            fmt, mode = img.format, img.mode
+            fmt, mode, size = img.format, img.mode, img.size
             orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if exif and fmt == "JPEG" else 1
             if full or fmt not in ("JPEG", "PNG", "GIF", "BMP"):
                 img.load()  # formats Pillow decodes in the pipeline: prove they decode now
     except Exception as e:  # Pillow raises many types for bad files (OSError, SyntaxError, ValueError...)
-        return None, f"not a readable image ({type(e).__name__}: {e})"
+        return None, None, f"not a readable image ({type(e).__name__}: {e})"
     if _truncated(path, fmt):
-        return None, f"truncated {fmt} file"
+        return None, None, f"truncated {fmt} file"
+    if orientation in (5, 6, 7, 8):  # transposed: the decoded image is size[1] wide
+        size = size[::-1]
     if fmt == "JPEG" and mode in ("RGB", "L") and orientation == 1:
-        return DECODE_JPEG, None
+        return DECODE_JPEG, size, None
     if fmt in ("PNG", "GIF", "BMP") and mode in _TF_MODES:
-        return DECODE_TF, None
-    return DECODE_PIL, None
+        return DECODE_TF, size, None
+    return DECODE_PIL, size, None
 
 
 def validate_files(paths, exif: bool = True, full: bool = False):
-    """Inspect ``paths``; returns (kept paths, their decode modes, {skipped path: reason}), warning per skip."""
-    kept, modes, skipped = [], [], {}
+    """Inspect ``paths``; returns (kept paths, decode modes, (width, height) sizes, {skipped path: reason}),
+    with a warning naming each skipped file."""
+    kept, modes, sizes, skipped = [], [], [], {}
     for path in paths:
-        mode, reason = inspect_image(path, exif=exif, full=full)
+        mode, size, reason = inspect_image(path, exif=exif, full=full)
         if mode is None:
             skipped[path] = reason
             warnings.warn(f"skipping {path}: {reason}.", stacklevel=3)
         else:
             kept.append(path)
             modes.append(mode)
-    return kept, modes, skipped
+            sizes.append(size)
+    return kept, modes, sizes, skipped
+
+
+def jpeg_ratios(modes, sizes, min_side) -> list[int]:
+    """Per file, the largest libjpeg DCT scale 1/r (r in 1, 2, 4, 8) that keeps the short side >= min_side."""
+    ratios = []
+    for mode, (w, h) in zip(modes, sizes):
+        r = 1
+        while mode == DECODE_JPEG and min_side and r < 8 and min(w, h) >= 2 * r * min_side:
+            r *= 2
+        ratios.append(r)
+    return ratios
 
 
 def pil_decode(path, exif: bool = True) -> np.ndarray:
@@ -96,27 +111,39 @@ def pil_decode(path, exif: bool = True) -> np.ndarray:
         return np.asarray(img.convert("RGB"), np.uint8)
 
 
-def tf_decode(path, mode, min_side=None, exif: bool = True):
-    """Decode inside tf.data: uint8 (H, W, 3). ``min_side`` lets JPEGs decode at 1/2, 1/4 or 1/8 scale
-    (libjpeg's DCT scaling, like Pillow's draft mode) while the short side stays >= ``min_side``."""
+def make_decoder(modes, ratios=None, exif: bool = True):
+    """A tf function (path, mode, ratio) -> uint8 (H, W, 3) for files with these decode ``modes`` and JPEG
+    ``ratios`` (``jpeg_ratios``): the branches no file needs are left out of the graph, so a folder of plain
+    JPEGs decodes with one ``decode_jpeg`` call, as fast as any TF pipeline."""
     import tensorflow as tf
 
-    def by_pillow():
+    modes, ratios = set(modes), sorted(set(ratios or [1]))
+
+    def by_pillow(path):
         img = tf.numpy_function(lambda p: pil_decode(p, exif=exif), [path], tf.uint8, stateful=False)
         return tf.ensure_shape(img, [None, None, 3])
 
-    def by_tf():
+    def by_tf(path, ratio):
         data = tf.io.read_file(path)
+        if modes == {DECODE_JPEG}:
+            if len(ratios) == 1:
+                return tf.io.decode_jpeg(data, channels=3, ratio=ratios[0])
+            branches = [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in ratios]
+            index = tf.reduce_sum(tf.cast(tf.constant(ratios) < ratio, tf.int32))
+            return tf.ensure_shape(tf.switch_case(index, branches), [None, None, 3])
         return tf.ensure_shape(tf.io.decode_image(data, channels=3, expand_animations=False), [None, None, 3])
 
-    def by_jpeg():
-        data = tf.io.read_file(path)
-        if min_side is None:
-            return tf.io.decode_jpeg(data, channels=3)
-        short = tf.reduce_min(tf.io.extract_jpeg_shape(data)[:2])
-        ratio_index = tf.cast(short >= 2 * min_side, tf.int32) + tf.cast(short >= 4 * min_side, tf.int32) \
-            + tf.cast(short >= 8 * min_side, tf.int32)
-        branches = [lambda r=r: tf.io.decode_jpeg(data, channels=3, ratio=r) for r in (1, 2, 4, 8)]
-        return tf.ensure_shape(tf.switch_case(ratio_index, branches), [None, None, 3])
+    if modes == {DECODE_PIL}:
+        return lambda path, mode, ratio: by_pillow(path)
+    if DECODE_PIL not in modes:
+        return lambda path, mode, ratio: by_tf(path, ratio)
+    if modes & {DECODE_JPEG, DECODE_TF}:
+        modes -= {DECODE_PIL}
+        modes.add(DECODE_TF)  # mixed with Pillow files: the generic decoder for the rest, no DCT scaling
+    return lambda path, mode, ratio: tf.cond(tf.equal(mode, DECODE_PIL), lambda: by_pillow(path),
+                                             lambda: by_tf(path, ratio))
 
-    return tf.switch_case(tf.cast(mode, tf.int32), [by_tf, by_jpeg, by_pillow])
+
+def tf_decode(path, mode, exif: bool = True):
+    """Decode one file inside TF: uint8 (H, W, 3) (any decode mode, no DCT scaling)."""
+    return make_decoder([DECODE_TF, DECODE_PIL], exif=exif)(path, mode, 1)

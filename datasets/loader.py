@@ -75,12 +75,17 @@ def _folder_source(path, split, seed, validation_split, validate):
             files = [files[i] for i in sorted(chosen)]
         paths += files
         labels += [label] * len(files)
-    kept, modes, bad = imgs.validate_files(paths, full=validate == "full")
+    kept, modes, sizes, bad = imgs.validate_files(paths, full=validate == "full")
     skipped.update(bad)
     label_of = dict(zip(paths, labels))
-    raw = tf.data.Dataset.from_tensor_slices({"path": tf.constant(kept, tf.string), "mode": tf.constant(modes, tf.int32),
-                                              "label": tf.constant([label_of[p] for p in kept], tf.int32)})
-    return raw, len(kept), class_names, skipped
+    files = {"path": kept, "mode": modes, "size": sizes, "label": [label_of[p] for p in kept]}
+    return files, len(kept), class_names, skipped
+
+
+def _file_dataset(files, **columns):
+    return tf.data.Dataset.from_tensor_slices({"path": tf.constant(files["path"], tf.string),
+                                               "mode": tf.constant(files["mode"], tf.int32),
+                                               "ratio": tf.constant(files["ratio"], tf.int32), **columns})
 
 
 def _annotation_source(kind, spec_rest, split, task, validate):
@@ -96,29 +101,33 @@ def _annotation_source(kind, spec_rest, split, task, validate):
     else:
         records, class_names, skipped = ann.read_voc(spec_rest, split=split, task=task)
         mask_of = ann.voc_segmentation_mask
-    kept, modes, bad = imgs.validate_files([r["path"] for r in records], exif=False, full=validate == "full")
+    kept, modes, sizes, bad = imgs.validate_files([r["path"] for r in records], exif=False,
+                                                  full=validate == "full")
     skipped.update(bad)
     keep = set(kept)
     records = [r for r in records if r["path"] in keep]
     lengths = [len(r["labels"]) for r in records]
     flat_boxes = np.concatenate([r["boxes"] for r in records] + [np.zeros((0, 4), np.float32)])
     flat_labels = np.concatenate([r["labels"] for r in records] + [np.zeros((0,), np.int32)])
-    raw = tf.data.Dataset.from_tensor_slices({
-        "path": tf.constant(kept, tf.string), "mode": tf.constant(modes, tf.int32),
+    files = {"path": kept, "mode": modes, "size": sizes, "columns": {
         "index": tf.range(len(kept), dtype=tf.int32),
         "boxes": tf.RaggedTensor.from_row_lengths(flat_boxes.astype(np.float32), lengths),
-        "box_labels": tf.RaggedTensor.from_row_lengths(flat_labels.astype(np.int32), lengths)})
+        "box_labels": tf.RaggedTensor.from_row_lengths(flat_labels.astype(np.int32), lengths)}}
 
     def masks(index):
         return mask_of(records[int(index)])
 
-    return raw, len(records), class_names, skipped, masks
+    return files, len(records), class_names, skipped, masks
 
 
 def _shapes_source(split, task, image_size, seed, num_images, max_objects):
     from catalog.datasets.shapes import make_restoration_pairs, make_shapes
 
-    size = image_size if isinstance(image_size, int) else int(image_size[0])
+    if split not in ("train", "val", "validation", "test"):
+        raise ValueError(f"split must be 'train', 'val' or 'test' for spec 'shapes'; got {split!r}.")
+    if image_size[0] != image_size[1]:
+        raise ValueError(f"image_size must be square for spec 'shapes'; got {image_size!r}.")
+    size = int(image_size[0])
     n = num_images or (2000 if split == "train" else 500)
     data_seed = seed if split == "train" else seed + 1
     if task in ("denoising", "super_resolution"):
@@ -286,7 +295,8 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
     Returns:
         (tf.data.Dataset, info dict): ``class_names``, ``num_classes``, ``task``, ``count`` (examples
         before skipping in the pipeline), ``skipped`` (files skipped, sorted), ``skipped_reasons``, ``spec``,
-        ``split``, ``image_size``, ``preprocessing``, ``box_format`` (detection), ``ignore_label``.
+        ``split``, ``image_size``, ``preprocessing``, ``box_format`` and ``box_units`` (detection),
+        ``ignore_label`` (segmentation).
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"spec must be 'tfds:NAME', 'folder:PATH', 'coco:ANN.json:IMAGES', 'voc:PATH' or "
@@ -312,12 +322,17 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
     if kind in ("coco", "voc") and task not in ("detection", "segmentation"):
         raise ValueError(f"spec '{kind}:' gives task 'detection' or 'segmentation'; got task {task!r}.")
 
-    skipped, decode, min_side, masks = {}, None, None, None
+    skipped, decode, masks = {}, None, None
     if kind == "folder":
-        raw, count, class_names, skipped = _folder_source(rest, split, seed, validation_split, validate)
+        files, count, class_names, skipped = _folder_source(rest, split, seed, validation_split, validate)
+        # eval: decode JPEGs at 1/2, 1/4, 1/8 scale while the short side stays >= what the crop needs
         min_side = None if augment else int(np.ceil(max(size) / crop_fraction))
+        files["ratio"] = imgs.jpeg_ratios(files["mode"], files["size"], min_side)
+        raw = _file_dataset(files, label=tf.constant(files["label"], tf.int32))
     elif kind in ("coco", "voc"):
-        raw, count, class_names, skipped, masks = _annotation_source(kind, rest, split, task, validate)
+        files, count, class_names, skipped, masks = _annotation_source(kind, rest, split, task, validate)
+        files["ratio"] = [1] * count
+        raw = _file_dataset(files, **files["columns"])
     elif kind == "shapes" and not rest:
         raw, count, class_names = _shapes_source(split, task, size, seed, num_images, max_objects)
     elif kind == "tfds" and rest:
@@ -326,9 +341,11 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         raise ValueError(f"spec must start with tfds:, folder:, coco:, voc: or be 'shapes'; got {spec!r}.")
 
     if kind in ("folder", "coco", "voc"):
+        decoder = imgs.make_decoder(files["mode"], files["ratio"], exif=kind == "folder")
+
         def decode(e):
-            out = {k: v for k, v in e.items() if k not in ("path", "mode", "index")}
-            out["image"] = imgs.tf_decode(e["path"], e["mode"], min_side=min_side, exif=kind == "folder")
+            out = {k: v for k, v in e.items() if k not in ("path", "mode", "ratio", "index")}
+            out["image"] = decoder(e["path"], e["mode"], e["ratio"])
             if task == "segmentation":
                 mask = tf.numpy_function(masks, [e["index"]], tf.uint8, stateful=False)
                 mask = tf.ensure_shape(mask, [None, None])
@@ -338,22 +355,38 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
             return out
 
     shuffle = split == "train" if shuffle is None else shuffle
+    augment = augment and task not in ("denoising", "super_resolution")
+    # One fused map per side of the cache (tf.data does not fuse maps by default): decode and, without
+    # augment, the eval resize before it; augment (seeded, one seed pair per element) and normalize after.
+    stages = [f for f in (decode, None if augment else _eval_fn(task, size, crop_fraction)) if f is not None]
+
+    def prepare(e):
+        for stage in stages:
+            e = stage(e)
+        return e
+
+    finish = _output_fn(task, preprocessing, max_boxes)
     ds = raw
     if shuffle and not cache:
         ds = ds.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
-    if decode is not None:
-        ds = ds.map(decode, num_parallel_calls=AUTOTUNE).ignore_errors(log_warning=True)
-    if not augment or task in ("denoising", "super_resolution"):
-        ds = ds.map(_eval_fn(task, size, crop_fraction), num_parallel_calls=AUTOTUNE)
     if cache:
+        if stages:
+            ds = ds.map(prepare, num_parallel_calls=AUTOTUNE).ignore_errors(log_warning=True)
         ds = ds.cache()
         if shuffle:
             ds = ds.shuffle(min(max(count, 1), 10_000), seed=seed, reshuffle_each_iteration=True)
-    if augment and task not in ("denoising", "super_resolution"):
-        seeds = tf.data.Dataset.random(seed=seed).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(_augment_fn(task, size, color_jitter),
-                                                   num_parallel_calls=AUTOTUNE)
-    ds = ds.map(_output_fn(task, preprocessing, max_boxes), num_parallel_calls=AUTOTUNE)
+
+        def prepare(e):  # already applied before the cache
+            return e
+
+    if augment:
+        transform = _augment_fn(task, size, color_jitter)
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
+        ds = ds.map(lambda e, s: finish(transform(prepare(e), s)), num_parallel_calls=AUTOTUNE)
+    else:
+        ds = ds.map(lambda e: finish(prepare(e)), num_parallel_calls=AUTOTUNE)
+    if decode is not None and not cache:
+        ds = ds.ignore_errors(log_warning=True)
     if task == "detection" and max_boxes is None:
         ds = ds.ragged_batch(batch_size, drop_remainder=drop_remainder)
     else:
@@ -376,5 +409,6 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
             "skipped_reasons": dict(skipped), "image_size": size, "preprocessing": preprocessing,
             "ignore_label": ann.IGNORE_LABEL if task == "segmentation" else None}
     if task == "detection":
-        info["box_format"] = "xyxy pixels of the returned image (x_min, y_min, x_max, y_max); padding rows -1"
+        info["box_format"] = "xyxy"  # (x_min, y_min, x_max, y_max), as catalog.evaluation names it
+        info["box_units"] = "pixels of the returned image; padding rows -1"
     return ds, info

@@ -54,19 +54,27 @@ def _size(size):
 
 
 def resize(image, size, method="bilinear"):
-    return tf.image.resize(image, _size(size), method=method, antialias=method != "nearest")
+    """Resize to ``size``; bilinear antialiases only when shrinking by more than 2x (where aliasing shows),
+    since the antialiased kernel costs several times more."""
+    size = _size(size)
+    if method == "nearest":
+        return tf.image.resize(image, size, method="nearest")
+    factor = tf.reduce_max(tf.cast(tf.shape(image)[:2], tf.float32) / tf.constant(size, tf.float32))
+    return tf.cond(factor > 2.0, lambda: tf.image.resize(image, size, method=method, antialias=True),
+                   lambda: tf.image.resize(image, size, method=method))
 
 
 def resize_short_then_center_crop(image, size, crop_fraction=0.875):
-    """The standard eval transform: scale the short side to size / crop_fraction, then crop size centrally."""
+    """The standard eval transform: scale the short side to size / crop_fraction, then crop size centrally.
+    Computed as crop-then-resize: the central window that maps onto the output is cut first."""
     h_out, w_out = _size(size)
     shape = tf.cast(tf.shape(image)[:2], tf.float32)
-    target = tf.cast(max(h_out, w_out), tf.float32) / crop_fraction
-    scale = target / tf.reduce_min(shape)
-    new = tf.maximum(tf.cast(tf.round(shape * scale), tf.int32), [h_out, w_out])
-    image = tf.image.resize(image, new, antialias=True)
-    top, left = (new[0] - h_out) // 2, (new[1] - w_out) // 2
-    return tf.image.crop_to_bounding_box(image, top, left, h_out, w_out)
+    scale = (max(h_out, w_out) / crop_fraction) / tf.reduce_min(shape)
+    crop = tf.minimum(tf.cast(tf.round(tf.constant([h_out, w_out], tf.float32) / scale), tf.int32),
+                      tf.shape(image)[:2])
+    crop = tf.maximum(crop, 1)
+    top, left = (tf.shape(image)[0] - crop[0]) // 2, (tf.shape(image)[1] - crop[1]) // 2
+    return resize(image[top:top + crop[0], left:left + crop[1]], (h_out, w_out))
 
 
 def random_resized_crop(image, size, seed, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
