@@ -1,0 +1,106 @@
+"""MobileNet v1/v2/v3: width knobs, closed-form counts, registered settings, make_divisible rounding, errors."""
+
+import pytest
+
+import catalog
+from catalog.blocks.layers import make_divisible
+from catalog.mobilenet import V1_STAGES, V2_ROWS, V3_LARGE, V3_SMALL
+from catalog.registry import count_params, get_entry
+
+
+def v1_params(alpha, classes=1000):
+    """Closed form of the keras.applications MobileNet layout: stem, 13 separable convs, 1x1-conv head."""
+    c = int(32 * alpha)
+    total = 27 * c + 2 * c
+    for stage in V1_STAGES:
+        for filters, _ in stage:
+            out = int(filters * alpha)
+            total += 9 * c + 2 * c + c * out + 2 * out
+            c = out
+    return total + c * classes + classes
+
+
+def v2_params(alpha, classes=1000):
+    c = make_divisible(32 * alpha)
+    total = 27 * c + 2 * c
+    for t, ch, n, _ in V2_ROWS:
+        out = make_divisible(int(ch * alpha))
+        for _ in range(n):
+            e = t * c
+            total += (c * e + 2 * e if t != 1 else 0) + 9 * e + 2 * e + e * out + 2 * out
+            c = out
+    last = make_divisible(1280 * alpha) if alpha > 1 else 1280
+    return total + c * last + 2 * last + last * classes + classes
+
+
+def test_v1_closed_form_equals_keras_applications_count():
+    assert v1_params(1.0) == 4_231_976  # keras.applications MobileNet trainable weights
+    for name in ("mobilenet_v1_0_75_224", "mobilenet_v1_0_5_224", "mobilenet_v1_0_25_224"):
+        entry = get_entry(name)
+        assert v1_params(entry.defaults["alpha"]) == entry.reference_params
+
+
+def test_v1_width_knob_on_a_small_model():
+    model = catalog.create_model("mobilenet_v1", alpha=0.25, input_shape=(32, 32, 3), num_classes=10)
+    assert count_params(model) == v1_params(0.25, classes=10)
+    assert model.get_layer("stem_conv").filters == 8
+    assert model.get_layer("stage5_block2_pw_conv").filters == 256
+    assert model.get_layer("stage1_block1_dw_act").get_config()["max_value"] == 6.0
+    assert model.get_layer("head_drop").rate == 1e-3
+
+
+def test_v1_registered_settings():
+    names = catalog.list_models("mobilenet_v1*")
+    assert names == ["mobilenet_v1", "mobilenet_v1_0_25_224", "mobilenet_v1_0_5_224", "mobilenet_v1_0_75_224",
+                     "mobilenet_v1_1_0_128", "mobilenet_v1_1_0_160", "mobilenet_v1_1_0_192"]
+    for name in names[1:]:
+        alpha, res = name[len("mobilenet_v1_"):].rsplit("_", 1)
+        entry = get_entry(name)
+        assert entry.defaults["alpha"] == float(alpha.replace("_", "."))
+        assert entry.input_shape == (int(res), int(res), 3)
+
+
+def test_v2_closed_form_and_last_channel_rule():
+    assert v2_params(1.0) == 3_504_872
+    for name in catalog.list_models("mobilenet_v2_*"):
+        entry = get_entry(name)
+        assert v2_params(entry.defaults["alpha"]) == entry.reference_params, name
+    wide = catalog.create_model("mobilenet_v2", alpha=1.4, input_shape=(32, 32, 3), include_top=False)
+    assert wide.get_layer("head_conv_conv").filters == 1792  # make_divisible(1280 * 1.4)
+    thin = catalog.create_model("mobilenet_v2", alpha=0.35, input_shape=(32, 32, 3), num_classes=5)
+    assert thin.get_layer("head_conv_conv").filters == 1280  # 1280 unless alpha > 1
+    assert count_params(thin) == v2_params(0.35, classes=5)
+    # keras rounds int(c * alpha): 16 * 0.35 -> 5 -> 8; 32 * 0.35 -> 11 -> 16 (8 < 0.9 * 11); stem 11.2 -> 16
+    assert thin.get_layer("stage1_block1_project_conv").filters == 8
+    assert thin.get_layer("stage3_block1_project_conv").filters == 16
+    assert thin.get_layer("stem_conv").filters == 16
+    adds = [layer.name for layer in thin.layers if layer.name.endswith("_add")]
+    assert len(adds) == sum(n - 1 for t, c, n, s in V2_ROWS)  # every repeat after the first is residual
+    assert thin.get_layer("stem_bn").momentum == 0.999 and thin.get_layer("stem_bn").epsilon == 1e-3
+
+
+@pytest.mark.parametrize("config, rows, head", [("large", V3_LARGE, 1280), ("small", V3_SMALL, 1024)])
+def test_v3_structure(config, rows, head):
+    model = catalog.create_model(f"mobilenet_v3_{config}", input_shape=(32, 32, 3), num_classes=3)
+    names = [layer.name for layer in model.layers]
+    assert sum(n.endswith("_se_gate") for n in names) == sum(row[3] for row in rows)
+    assert model.get_layer("head_fc1").units == head
+    assert model.get_layer("head_conv_conv").filters == 6 * rows[-1][2]
+    assert model.get_layer("head_drop").rate == 0.2
+    assert model.get_layer("stem_bn").epsilon == 1e-3
+
+
+def test_v3_width_knob():
+    model = catalog.create_model("mobilenet_v3_small", alpha=0.5, input_shape=(32, 32, 3), include_top=False)
+    assert model.get_layer("block4_expand_conv").filters == make_divisible(96 * 0.5)
+    assert model.get_layer("block4_se_reduce").filters == make_divisible(make_divisible(96 * 0.5) / 4)
+    assert model.get_layer("head_conv_conv").filters == 6 * make_divisible(96 * 0.5)
+
+
+@pytest.mark.parametrize("name, kwargs, match", [
+    ("mobilenet_v1", dict(alpha=0), "alpha must be"), ("mobilenet_v2", dict(alpha="wide"), "alpha must be"),
+    ("mobilenet_v3_large", dict(config="medium"), "config must be"),
+    ("mobilenet_v3_small", dict(alpha=-1.0), "alpha must be")])
+def test_bad_knobs(name, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        catalog.create_model(name, input_shape=(32, 32, 3), **kwargs)
