@@ -18,6 +18,7 @@ CLASSIFIERS = catalog.list_models(task="classification")
 # Width-reduced keywords for the smoke tests, by family or by name (name wins).
 SMALL: dict[str, dict] = {
     "octresnet": dict(width=16, depths=(1, 1, 1, 1)),
+    "dpn": dict(k_sec=(1, 1, 1, 1), k_r=32, groups=8),
 }
 
 # Models whose default build is too heavy for CI's 2 cores; asserted with -m slow.
