@@ -78,6 +78,25 @@ def cmd_demo(args):
     print(f"Report written to {out}")
 
 
+def cmd_evaluate(args):
+    from catalog.evaluate import evaluate
+
+    out = evaluate(args.model, args.data, task=args.task, out_dir=args.out, split=args.split,
+                   image_size=args.image_size, batch_size=args.batch_size, weights=args.weights,
+                   max_batches=args.max_batches, verbose=0 if args.quiet else 1)
+    print(f"Report written to {out}")
+
+
+def _positive(text: str):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+    return value
+
+
 def _shape(text: str):
     try:
         parts = tuple(int(p) for p in text.replace("x", ",").split(","))
@@ -107,6 +126,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int)
     p.add_argument("--input-shape", type=_shape, help="H,W,C")
     p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("evaluate", help="evaluate a model on a dataset; write report.json/md/html")
+    p.add_argument("--model", required=True, help="a .keras file or a registered name")
+    p.add_argument("--data", required=True, help="dataset spec: shapes, folder:PATH, coco:ANN.json:IMAGES, "
+                                                 "voc:PATH or tfds:NAME")
+    p.add_argument("--task", default="classification", choices=("classification", "detection", "segmentation"))
+    p.add_argument("--out", help="report folder (default: runs/eval-TIMESTAMP)")
+    p.add_argument("--split", default="test")
+    p.add_argument("--image-size", type=_positive, help="input side (default: the model's)")
+    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument("--weights", help="weights file for a registered name")
+    p.add_argument("--max-batches", type=_positive)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="train and evaluate a model on generated data; write a report")
     p.add_argument("--out", help="report folder (default: runs/demo-TIMESTAMP)")
