@@ -4,16 +4,16 @@
 1.0: conv1 96@7x7/2 -> maxpool -> fire2-4 -> maxpool -> fire5-8 -> maxpool -> fire9 -> head.
 1.1: conv1 64@3x3/2 -> maxpool -> fire2-3 -> maxpool -> fire4-5 -> maxpool -> fire6-9 -> head (2.4x less
 compute, same accuracy). Head (torchvision): dropout 0.5 -> 1x1 conv to classes -> ReLU -> global average
-pool. Max pools are 3x3/2 with PyTorch's ceil_mode: a zero row/column on the bottom/right before a valid
-pool gives the same result, since the pools follow a ReLU. ``bypass=True`` adds the paper's simple bypass
-around fire3, 5, 7 and 9 (the modules whose input and output channels match).
+pool (NiN's ``conv_head``). Max pools are 3x3/2 with PyTorch's ceil_mode (``max_pool_ceil``).
+``bypass=True`` adds the paper's simple bypass around fire3, 5, 7 and 9 (the modules whose input and
+output channels match).
 """
 
-from keras import layers
-
+from catalog.alexnet import max_pool_ceil
 from catalog.blocks.fire import fire
 from catalog.blocks.layers import conv_bn_act
 from catalog.classifier import build_classifier
+from catalog.nin import conv_head
 from catalog.registry import register_model
 
 # Fire modules as (squeeze, expand1x1, expand3x3), fire2..fire9; the same in both versions.
@@ -27,19 +27,6 @@ VARIANTS = {
 # Stem conv (filters, kernel) and the fire modules (by number) a max pool follows.
 _LAYOUTS = {"1_0": dict(stem=(96, 7), pool_after=(4, 8)), "1_1": dict(stem=(64, 3), pool_after=(3, 5))}
 _BYPASS = (3, 5, 7, 9)
-
-
-def _pool(x, name):
-    x = layers.ZeroPadding2D(((0, 1), (0, 1)), name=f"{name}_pad")(x)
-    return layers.MaxPooling2D(3, strides=2, name=name)(x)
-
-
-def _head(x, num_classes, dropout):
-    if dropout:
-        x = layers.Dropout(dropout, name="head_drop")(x)
-    x = layers.Conv2D(num_classes, 1, name="head_conv")(x)
-    x = layers.ReLU(name="head_act")(x)
-    return layers.GlobalAveragePooling2D(name="head_pool")(x)
 
 
 def squeezenet(version: str = "1_0", bypass: bool = False, dropout: float = 0.5, **kwargs):
@@ -60,16 +47,16 @@ def squeezenet(version: str = "1_0", bypass: bool = False, dropout: float = 0.5,
         filters, kernel = layout["stem"]
         x = conv_bn_act(x, filters, kernel, strides=2, padding="valid", norm=False, name="stem")
         stages = [x]
-        x = _pool(x, "stem_pool")
+        x = max_pool_ceil(x, "stem_pool")
         for number, (s, e1, e3) in enumerate(FIRES, start=2):
             x = fire(x, s, e1, e3, bypass=bypass and number in _BYPASS, name=f"fire{number}")
             if number in layout["pool_after"]:
                 stages.append(x)
-                x = _pool(x, f"fire{number}_pool")
+                x = max_pool_ceil(x, f"fire{number}_pool")
         stages.append(x)
         return x, stages
 
-    return build_classifier(backbone, head=_head, dropout=dropout, **kwargs)
+    return build_classifier(backbone, head=conv_head, dropout=dropout, **kwargs)
 
 
 for _name, _row in VARIANTS.items():

@@ -6,7 +6,7 @@ import pytest
 
 import catalog
 from catalog.registry import count_params
-from catalog.squeezenet import _pool
+from catalog.alexnet import max_pool_ceil
 from helpers import random_input
 
 
@@ -24,7 +24,7 @@ def ceil_mode_max_pool(x, k=3, s=2):
 @pytest.mark.parametrize("size", [13, 14])
 def test_pool_matches_pytorch_ceil_mode_after_relu(size):
     x = keras.Input((size, size, 4))
-    model = keras.Model(x, _pool(x, "p"))
+    model = keras.Model(x, max_pool_ceil(x, "p"))
     data = np.abs(random_input((size, size, 4)))  # pools follow a ReLU
     np.testing.assert_allclose(np.asarray(model(data)), ceil_mode_max_pool(data), rtol=0, atol=0)
 

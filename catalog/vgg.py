@@ -1,0 +1,79 @@
+"""VGG (Simonyan & Zisserman 2015, "Very Deep Convolutional Networks for Large-Scale Image Recognition"),
+configurations A, B, D, E (vgg11/13/16/19), with and without BatchNorm, in torchvision's layout.
+
+Stages of 3x3 "same" convolutions (with bias and ReLU), each followed by a 2x2/2 max pool, then Flatten ->
+FC 4096 -> ReLU -> dropout -> FC 4096 -> ReLU -> dropout -> FC classes. The classifier flattens the last
+map, as keras.applications does, so ``include_top=True`` fixes the input size (at 224 the map is 7x7 and
+torchvision's adaptive 7x7 average pool is the identity, so it is left out).
+
+The ``_bn`` variants put BatchNorm after every conv and drop the conv bias (redundant before BatchNorm;
+a weights loader folds it into the BatchNorm shift): torchvision keeps those biases, so its published
+counts are higher by the BatchNorm'd convs' output channels (4,224 for vgg16_bn).
+"""
+
+from keras import layers
+
+from catalog.alexnet import fc_head
+from catalog.blocks.layers import conv_bn_act
+from catalog.classifier import build_classifier
+from catalog.registry import register_model
+
+# Convolutions per stage (64, 128, 256, 512, 512 filters): torchvision cfgs "A", "B", "D", "E".
+STAGE_FILTERS = (64, 128, 256, 512, 512)
+DEPTHS = {11: (1, 1, 2, 2, 2), 13: (2, 2, 2, 2, 2), 16: (2, 2, 3, 3, 3), 19: (2, 2, 4, 4, 4)}
+
+# torchvision trainable parameters (with conv biases before BatchNorm in the _bn variants) and MACs.
+VARIANTS = {
+    "vgg11": dict(depth=11, params=132_863_336, macs=7.61e9),
+    "vgg13": dict(depth=13, params=133_047_848, macs=11.31e9),
+    "vgg16": dict(depth=16, params=138_357_544, macs=15.47e9),
+    "vgg19": dict(depth=19, params=143_667_240, macs=19.63e9),
+    "vgg11_bn": dict(depth=11, batch_norm=True, params=132_868_840, macs=7.61e9),
+    "vgg13_bn": dict(depth=13, batch_norm=True, params=133_053_736, macs=11.31e9),
+    "vgg16_bn": dict(depth=16, batch_norm=True, params=138_365_992, macs=15.47e9),
+    "vgg19_bn": dict(depth=19, batch_norm=True, params=143_678_248, macs=19.63e9),
+}
+
+
+def bn_conv_biases(depth: int) -> int:
+    """Conv biases torchvision's ``vgg*_bn`` carries before BatchNorm (left out here)."""
+    return sum(n * f for n, f in zip(DEPTHS[depth], STAGE_FILTERS))
+
+
+def vgg(depth: int = 16, batch_norm: bool = False, dropout: float = 0.5, **kwargs):
+    """VGG: five stages of 3x3 convs and 2x2 max pools, then FC 4096-4096-classes.
+
+    Args:
+        depth: 11, 13, 16 or 19 (configurations A, B, D, E).
+        batch_norm: BatchNorm after every conv (torchvision's ``vgg*_bn``).
+        dropout: dropout rate after the two hidden FC layers (0.5 as in the paper).
+    """
+    if depth not in DEPTHS:
+        raise ValueError(f"depth must be one of {', '.join(map(str, DEPTHS))}; got {depth!r}.")
+    if not isinstance(batch_norm, bool):
+        raise ValueError(f"batch_norm must be True or False; got {batch_norm!r}.")
+
+    def backbone(x):
+        stages = []
+        for s, (n, filters) in enumerate(zip(DEPTHS[depth], STAGE_FILTERS), start=1):
+            for c in range(1, n + 1):
+                x = conv_bn_act(x, filters, 3, norm=batch_norm, name=f"stage{s}_conv{c}")
+            x = layers.MaxPooling2D(2, strides=2, name=f"stage{s}_pool")(x)
+            stages.append(x)
+        return x, stages
+
+    return build_classifier(backbone, head=fc_head(), flatten_head=True, dropout=dropout, **kwargs)
+
+
+for _name, _row in VARIANTS.items():
+    _bn = _row.get("batch_norm", False)
+    register_model(vgg, name=_name, family="vgg", defaults=dict(depth=_row["depth"], batch_norm=_bn),
+                   paper="Simonyan & Zisserman 2015, Very Deep Convolutional Networks for Large-Scale Image "
+                         "Recognition, ICLR",
+                   input_shape=(224, 224, 3), reference_params=_row["params"],
+                   reference_params_source=f"torchvision {_name}" + (
+                       " (its conv biases before BatchNorm are left out here)" if _bn else ""),
+                   # The _bn counts differ from torchvision's by the dropped biases only (exact in test_classic).
+                   reference_params_rtol=(bn_conv_biases(_row["depth"]) + 1) / _row["params"] if _bn else 0.0,
+                   reference_macs=_row["macs"], reference_macs_source=f"torchvision {_name} docs (GFLOPS = MACs)",
+                   min_input_size=32, preprocessing="torch")
