@@ -3,26 +3,27 @@
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import time
 
-import numpy as np
 
-DEMO_MODEL = "lenet5"
+DEMO_MODEL = "resnet20"
 
 
 def run_demo(out_dir: str | None = None, model_name: str = DEMO_MODEL, epochs: int = 6,
              train_images: int = 3000, test_images: int = 600, image_size: int = 32, seed: int = 0,
              verbose: int = 1) -> str:
-    """Train ``model_name`` on generated shapes, evaluate it and write ``report.json``/``report.md``.
+    """Train ``model_name`` on generated shapes, evaluate it and write report.json, report.md and
+    report.html (``catalog.evaluation.report``).
 
     Returns the report folder.
     """
     import keras
 
     from catalog.datasets.shapes import make_shapes
-    from catalog.registry import create_model, model_info
+    from catalog.evaluation import classification_report
+    from catalog.evaluation.report import write_report
+    from catalog.registry import count_params, create_model, model_info
 
     if not isinstance(epochs, int) or epochs <= 0:
         raise ValueError(f"epochs must be a positive integer; got {epochs!r}.")
@@ -45,35 +46,27 @@ def run_demo(out_dir: str | None = None, model_name: str = DEMO_MODEL, epochs: i
                         validation_split=0.1, verbose=verbose)
     train_seconds = time.time() - start
 
+    start = time.time()
     probs = model.predict(x_test, batch_size=128, verbose=0)
+    eval_seconds = time.time() - start
     y_true = test["labels"]
-    order = np.argsort(-probs, axis=1)
-    top1 = float(np.mean(order[:, 0] == y_true))
-    top2 = float(np.mean(np.any(order[:, :2] == y_true[:, None], axis=1)))
-    confusion = np.zeros((len(class_names),) * 2, np.int64)
-    np.add.at(confusion, (y_true, order[:, 0]), 1)
+    metrics = classification_report(y_true, probs, class_names=class_names, top_k=(1, 2))
+    metrics["top1"], metrics["top2"] = metrics["top_k"]["top1"], metrics["top_k"]["top2"]
 
     model_path = os.path.join(out_dir, "model.keras")
     model.save(model_path)
     card = model_info(model_name).to_dict()
-    report = {
-        "task": "classification", "model": model_name, "card": card,
-        "dataset": {"name": "shapes", "train_images": train_images, "test_images": test_images,
-                    "image_size": image_size, "seed": seed, "class_names": list(class_names)},
-        "settings": {"epochs": epochs, "batch_size": 64, "optimizer": "adam", "learning_rate": 1e-3},
-        "metrics": {"top1": top1, "top2": top2, "confusion_matrix": confusion.tolist()},
-        "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
-        "train_seconds": round(train_seconds, 2), "model_file": "model.keras",
-        "created": datetime.datetime.now().isoformat(timespec="seconds"),
-    }
-    with open(os.path.join(out_dir, "report.json"), "w") as f:
-        json.dump(report, f, indent=2, default=str)
-    rows = "\n".join(f"| {n} | " + " | ".join(str(v) for v in row) + " |"
-                     for n, row in zip(class_names, confusion.tolist()))
-    with open(os.path.join(out_dir, "report.md"), "w") as f:
-        f.write(f"# Demo report: {model_name} on generated shapes\n\n"
-                f"- top-1 accuracy: {top1:.4f}\n- top-2 accuracy: {top2:.4f}\n"
-                f"- trainable parameters: {card['params']:,}\n- training time: {train_seconds:.1f} s\n\n"
-                f"## Confusion matrix (rows: truth, columns: prediction)\n\n"
-                f"| | {' | '.join(class_names)} |\n|---|{'---|' * len(class_names)}\n{rows}\n")
+    samples = {"images": test["images"][:12], "predictions": probs[:12].argmax(axis=1),
+               "ground_truth": y_true[:12]}
+    write_report(
+        out_dir, "classification", metrics, class_names, samples=samples,
+        settings={"epochs": epochs, "batch_size": 64, "optimizer": "adam", "learning_rate": 1e-3,
+                  "validation_split": 0.1},
+        model={**card, "params": count_params(model), "num_classes": len(class_names),
+               "input_shape": (image_size, image_size, 3), "card_params": card["params"]},
+        dataset={"name": "shapes", "train_images": train_images, "test_images": test_images,
+                 "image_size": image_size, "seed": seed},
+        seconds=round(eval_seconds, 2), title=f"Demo: {model_name} on generated shapes",
+        extra={"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+               "train_seconds": round(train_seconds, 2), "model_file": "model.keras", "model_name": model_name})
     return out_dir

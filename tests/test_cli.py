@@ -59,3 +59,6 @@ def test_demo_writes_a_report(tmp_path):
     report = json.loads((out / "report.json").read_text())
     assert 0.0 <= report["metrics"]["top1"] <= 1.0
     assert (out / "report.md").exists() and (out / "model.keras").exists()
+    page = (out / "report.html").read_text()
+    assert page.count('src="data:image/png;base64,') == 4  # confusion matrix, PR, ROC, samples
+    assert report["metrics"]["top1"] == report["metrics"]["top_k"]["top1"]
