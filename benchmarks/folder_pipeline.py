@@ -7,7 +7,9 @@ prefetch; one epoch each, alternating, ``--repeats`` times; the medians are prin
 
 The catalog pipeline runs its eval transform (resize the short side to size / 0.875, center crop), the
 Keras one stretches to size; both scale to [0, 1]. "setup" is the time to build the pipeline (the
-catalog's includes its validation pass over every file's header and end).
+catalog's includes its validation pass over every file's header and end). On a shared machine the
+wall-clock rate swings with the neighbours' load, so the script also prints images per CPU-second of this
+process (all threads): the work each pipeline does per image, which other processes do not change much.
 """
 
 from __future__ import annotations
@@ -52,9 +54,14 @@ def run_catalog(root, size, batch):
     ds, info = datasets.load(f"folder:{root}", split="all", image_size=size, batch_size=batch, shuffle=False,
                              preprocessing="unit")
     setup = time.perf_counter() - start
-    start = time.perf_counter()
+    n, seconds, cpu = timed_epoch(ds)
+    return n, setup, seconds, cpu
+
+
+def timed_epoch(ds):
+    cpu, start = time.process_time(), time.perf_counter()
     n = epoch(ds)
-    return n, setup, time.perf_counter() - start
+    return n, time.perf_counter() - start, time.process_time() - cpu
 
 
 def run_keras(root, size, batch):
@@ -66,9 +73,8 @@ def run_keras(root, size, batch):
                                                   verbose=False)
     ds = ds.map(lambda x, y: (x / 255.0, y), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     setup = time.perf_counter() - start
-    start = time.perf_counter()
-    n = epoch(ds)
-    return n, setup, time.perf_counter() - start
+    n, seconds, cpu = timed_epoch(ds)
+    return n, setup, seconds, cpu
 
 
 def main(argv=None):
@@ -89,15 +95,16 @@ def main(argv=None):
     results = {name: [] for name in runners}
     for r in range(args.repeats + 1):  # the first round warms up (TF init, page cache) and is not counted
         for name, fn in runners.items():
-            n, setup, seconds = fn(root, args.image_size, args.batch_size)
+            n, setup, seconds, cpu = fn(root, args.image_size, args.batch_size)
             if r:
-                results[name].append((n / seconds, setup))
+                results[name].append((n / seconds, setup, n / cpu))
     print(f"{args.images} JPEGs -> {args.image_size}x{args.image_size}, batch {args.batch_size}, "
           f"median of {args.repeats} epochs, {os.cpu_count()} CPUs")
     for name, rows in results.items():
         rate = statistics.median(r[0] for r in rows)
         setup = statistics.median(r[1] for r in rows)
-        print(f"  {name:38s} {rate:8.1f} images/s   setup {setup:5.2f} s   (runs: "
+        per_cpu = statistics.median(r[2] for r in rows)
+        print(f"  {name:36s} {rate:7.1f} images/s  {per_cpu:7.1f} images/CPU-s  setup {setup:5.2f} s  (runs: "
               + ", ".join(f"{r[0]:.0f}" for r in rows) + ")")
 
 

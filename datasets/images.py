@@ -111,10 +111,26 @@ def pil_decode(path, exif: bool = True) -> np.ndarray:
         return np.asarray(img.convert("RGB"), np.uint8)
 
 
-def make_decoder(modes, ratios=None, exif: bool = True):
+def center_crop_windows(sizes, ratios, size, crop_fraction):
+    """Per file, the (top, left, height, width) window of the eval center crop in the DCT-scaled image
+    (``ratio`` r decodes ceil(w / r) x ceil(h / r)), so JPEGs decode only the pixels the crop keeps; and
+    whether any window shrinks by more than 2x on its way to ``size`` (then resizing must antialias)."""
+    h_out, w_out = size
+    windows, shrink = [], 1.0
+    for (w, h), r in zip(sizes, ratios):
+        sw, sh = -(-w // r), -(-h // r)
+        scale = (max(h_out, w_out) / crop_fraction) / min(sw, sh)
+        ch, cw = max(1, min(sh, round(h_out / scale))), max(1, min(sw, round(w_out / scale)))
+        windows.append([(sh - ch) // 2, (sw - cw) // 2, ch, cw])
+        shrink = max(shrink, ch / h_out, cw / w_out)
+    return windows, shrink > 2.0
+
+
+def make_decoder(modes, ratios=None, exif: bool = True, cropped: bool = False):
     """A tf function (path, mode, ratio) -> uint8 (H, W, 3) for files with these decode ``modes`` and JPEG
     ``ratios`` (``jpeg_ratios``): the branches no file needs are left out of the graph, so a folder of plain
-    JPEGs decodes with one ``decode_jpeg`` call, as fast as any TF pipeline."""
+    JPEGs decodes with one ``decode_jpeg`` call, as fast as any TF pipeline. With ``cropped`` (JPEG-only
+    files) the function takes a fourth argument, a ``center_crop_windows`` window, and decodes just it."""
     import tensorflow as tf
 
     modes, ratios = set(modes), sorted(set(ratios or [1]))
@@ -133,6 +149,19 @@ def make_decoder(modes, ratios=None, exif: bool = True):
             return tf.ensure_shape(tf.switch_case(index, branches), [None, None, 3])
         return tf.ensure_shape(tf.io.decode_image(data, channels=3, expand_animations=False), [None, None, 3])
 
+    if cropped:
+        if modes != {DECODE_JPEG}:
+            raise ValueError(f"cropped decoding needs JPEG files only; got decode modes {sorted(modes)}.")
+
+        def crop_decode(path, mode, ratio, window):
+            data = tf.io.read_file(path)
+            branches = [lambda r=r: tf.io.decode_and_crop_jpeg(data, window, channels=3, ratio=r) for r in ratios]
+            if len(branches) == 1:
+                return branches[0]()
+            index = tf.reduce_sum(tf.cast(tf.constant(ratios) < ratio, tf.int32))
+            return tf.ensure_shape(tf.switch_case(index, branches), [None, None, 3])
+
+        return crop_decode
     if modes == {DECODE_PIL}:
         return lambda path, mode, ratio: by_pillow(path)
     if DECODE_PIL not in modes:

@@ -31,6 +31,8 @@ from catalog.datasets import transforms as T
 
 TASKS = ("classification", "detection", "segmentation", "denoising", "super_resolution")
 AUTOTUNE = tf.data.AUTOTUNE
+# The map functions branch with tf.cond/switch_case explicitly; AutoGraph has nothing to convert.
+_plain = tf.autograph.experimental.do_not_convert
 SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test",)}
 
 
@@ -167,7 +169,8 @@ def _tfds_source(name, split, task, data_dir):
     if task == "classification":
         image_key, label_key = builder.info.supervised_keys or ("image", "label")
         class_names = tuple(features[label_key].names)
-        raw = ds.map(lambda e: {"image": _rgb(e[image_key]), "label": tf.cast(e[label_key], tf.int32)})
+        raw = ds.map(_plain(lambda e: {"image": _rgb(e[image_key]), "label": tf.cast(e[label_key], tf.int32)}),
+                     num_parallel_calls=AUTOTUNE)
     elif task == "detection":
         class_names = tuple(features["objects"]["label"].names)
 
@@ -178,18 +181,20 @@ def _tfds_source(name, split, task, data_dir):
             boxes = tf.stack([x0 * hw[1], y0 * hw[0], x1 * hw[1], y1 * hw[0]], axis=-1)
             return {"image": image, "boxes": boxes, "box_labels": tf.cast(e["objects"]["label"], tf.int32)}
 
-        raw = ds.map(convert)
+        raw = ds.map(_plain(convert), num_parallel_calls=AUTOTUNE)
     elif task == "segmentation":
         key = next((k for k in ("segmentation_mask", "mask") if k in features), None)
         if key is None:
             raise ValueError(f"task 'segmentation' needs a 'segmentation_mask' feature; tfds:{name} has "
                              f"{', '.join(features)}.")
         class_names = tuple(features["label"].names) if "label" in features else ()
-        raw = ds.map(lambda e: {"image": _rgb(e["image"]), "mask": tf.cast(e[key][..., 0], tf.uint8)})
+        raw = ds.map(_plain(lambda e: {"image": _rgb(e["image"]), "mask": tf.cast(e[key][..., 0], tf.uint8)}),
+                     num_parallel_calls=AUTOTUNE)
     else:
         x_key, y_key = builder.info.supervised_keys
         class_names = ()
-        raw = ds.map(lambda e: {"image": _rgb(e[x_key]), "target": _rgb(e[y_key])})
+        raw = ds.map(_plain(lambda e: {"image": _rgb(e[x_key]), "target": _rgb(e[y_key])}),
+                     num_parallel_calls=AUTOTUNE)
     return raw, count, class_names
 
 
@@ -234,6 +239,13 @@ def _eval_fn(task, image_size, crop_fraction):
             image, mask = T.resize_with_targets(image, image_size, mask=e["mask"])
             return {**e, "image": image, "mask": mask}
         return {"image": image, "target": tf.cast(e["target"], tf.float32)}
+
+    return fn
+
+
+def _resize_fn(size, antialias):
+    def fn(e):
+        return {**e, "image": T.resize(tf.cast(e["image"], tf.float32), size, antialias=antialias)}
 
     return fn
 
@@ -328,7 +340,13 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         # eval: decode JPEGs at 1/2, 1/4, 1/8 scale while the short side stays >= what the crop needs
         min_side = None if augment else int(np.ceil(max(size) / crop_fraction))
         files["ratio"] = imgs.jpeg_ratios(files["mode"], files["size"], min_side)
-        raw = _file_dataset(files, label=tf.constant(files["label"], tf.int32))
+        columns = {"label": tf.constant(files["label"], tf.int32)}
+        if min_side and files["path"] and set(files["mode"]) == {imgs.DECODE_JPEG}:
+            # all JPEG: decode just the center-crop window, at the DCT scale; then only a resize is left
+            windows, antialias = imgs.center_crop_windows(files["size"], files["ratio"], size, crop_fraction)
+            files["cropped"] = antialias
+            columns["window"] = tf.constant(windows, tf.int32)
+        raw = _file_dataset(files, **columns)
     elif kind in ("coco", "voc"):
         files, count, class_names, skipped, masks = _annotation_source(kind, rest, split, task, validate)
         files["ratio"] = [1] * count
@@ -341,11 +359,13 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         raise ValueError(f"spec must start with tfds:, folder:, coco:, voc: or be 'shapes'; got {spec!r}.")
 
     if kind in ("folder", "coco", "voc"):
-        decoder = imgs.make_decoder(files["mode"], files["ratio"], exif=kind == "folder")
+        cropped = "cropped" in files
+        decoder = imgs.make_decoder(files["mode"], files["ratio"], exif=kind == "folder", cropped=cropped)
 
         def decode(e):
-            out = {k: v for k, v in e.items() if k not in ("path", "mode", "ratio", "index")}
-            out["image"] = decoder(e["path"], e["mode"], e["ratio"])
+            out = {k: v for k, v in e.items() if k not in ("path", "mode", "ratio", "index", "window")}
+            window = (e["window"],) if cropped else ()
+            out["image"] = decoder(e["path"], e["mode"], e["ratio"], *window)
             if task == "segmentation":
                 mask = tf.numpy_function(masks, [e["index"]], tf.uint8, stateful=False)
                 mask = tf.ensure_shape(mask, [None, None])
@@ -358,7 +378,11 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
     augment = augment and task not in ("denoising", "super_resolution")
     # One fused map per side of the cache (tf.data does not fuse maps by default): decode and, without
     # augment, the eval resize before it; augment (seeded, one seed pair per element) and normalize after.
-    stages = [f for f in (decode, None if augment else _eval_fn(task, size, crop_fraction)) if f is not None]
+    if kind == "folder" and "cropped" in files:  # the decoder cut the eval crop already
+        eval_fn = _resize_fn(size, antialias=files["cropped"])
+    else:
+        eval_fn = None if augment else _eval_fn(task, size, crop_fraction)
+    stages = [f for f in (decode, eval_fn) if f is not None]
 
     def prepare(e):
         for stage in stages:
@@ -371,7 +395,7 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         ds = ds.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
     if cache:
         if stages:
-            ds = ds.map(prepare, num_parallel_calls=AUTOTUNE).ignore_errors(log_warning=True)
+            ds = ds.map(_plain(prepare), num_parallel_calls=AUTOTUNE).ignore_errors(log_warning=True)
         ds = ds.cache()
         if shuffle:
             ds = ds.shuffle(min(max(count, 1), 10_000), seed=seed, reshuffle_each_iteration=True)
@@ -382,9 +406,9 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
     if augment:
         transform = _augment_fn(task, size, color_jitter)
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
-        ds = ds.map(lambda e, s: finish(transform(prepare(e), s)), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(_plain(lambda e, s: finish(transform(prepare(e), s))), num_parallel_calls=AUTOTUNE)
     else:
-        ds = ds.map(lambda e: finish(prepare(e)), num_parallel_calls=AUTOTUNE)
+        ds = ds.map(_plain(lambda e: finish(prepare(e))), num_parallel_calls=AUTOTUNE)
     if decode is not None and not cache:
         ds = ds.ignore_errors(log_warning=True)
     if task == "detection" and max_boxes is None:
@@ -402,7 +426,7 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
                 return tf.cond(T._coin(s[0]), lambda: T.mixup(x, y, s[1], mixup), lambda: T.cutmix(x, y, s[1], cutmix))
             return T.mixup(x, y, s[1], mixup) if mixup else T.cutmix(x, y, s[1], cutmix)
 
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed + 1).batch(2))).map(mix)
+        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed + 1).batch(2))).map(_plain(mix))
     ds = ds.prefetch(AUTOTUNE)
     info = {"spec": spec, "task": task, "split": split, "class_names": tuple(class_names),
             "num_classes": len(class_names), "count": int(count), "skipped": sorted(skipped),

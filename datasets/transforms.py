@@ -53,12 +53,12 @@ def _size(size):
     return (size, size) if isinstance(size, int) else tuple(size)
 
 
-def resize(image, size, method="bilinear"):
-    """Resize to ``size``; bilinear antialiases only when shrinking by more than 2x (where aliasing shows),
-    since the antialiased kernel costs several times more."""
+def resize(image, size, method="bilinear", antialias=None):
+    """Resize to ``size``. Bilinear antialiases only when shrinking by more than 2x (where aliasing shows),
+    since the antialiased kernel costs several times more; ``antialias`` True/False decides it statically."""
     size = _size(size)
-    if method == "nearest":
-        return tf.image.resize(image, size, method="nearest")
+    if method == "nearest" or antialias is not None:
+        return tf.image.resize(image, size, method=method, antialias=bool(antialias) and method != "nearest")
     factor = tf.reduce_max(tf.cast(tf.shape(image)[:2], tf.float32) / tf.constant(size, tf.float32))
     return tf.cond(factor > 2.0, lambda: tf.image.resize(image, size, method=method, antialias=True),
                    lambda: tf.image.resize(image, size, method=method))

@@ -141,11 +141,16 @@ def test_jpeg_reduced_scale_decode_keeps_the_short_side(tmp_path):
     mode = tf.constant(imgs.DECODE_JPEG)
     assert decoder(tf.constant(str(tmp_path / "big.jpg")), mode, tf.constant(4)).shape == (50, 75, 3)
     assert decoder(tf.constant(str(tmp_path / "small.jpg")), mode, tf.constant(2)).shape == (50, 50, 3)
-    # the folder pipeline uses it in eval and gives the same picture
+    windows, antialias = imgs.center_crop_windows([(300, 200), (300, 200)], [1, 2], (56, 56), 0.875)
+    assert windows == [[12, 62, 175, 175], [6, 31, 88, 88]] and antialias is True  # 175 / 56 > 2
+    # an all-JPEG folder decodes only the crop window, at reduced scale: same picture as the full route
     (tmp_path / "f" / "a").mkdir(parents=True)
-    _solid((50, 60, 70), 200, 300).save(tmp_path / "f" / "a" / "big.jpg")
-    x, _ = _collect(datasets.load(f"folder:{tmp_path / 'f'}", split="all", image_size=40, preprocessing="none")[0])
-    np.testing.assert_allclose(x[0].mean(axis=(0, 1)), (50, 60, 70), atol=3)
+    ramp = np.broadcast_to(np.linspace(0, 255, 300)[None, :, None], (200, 300, 3)).astype(np.uint8)
+    Image.fromarray(ramp).save(tmp_path / "f" / "a" / "ramp.jpg", quality=95)
+    x, _ = _collect(datasets.load(f"folder:{tmp_path / 'f'}", split="all", image_size=56, preprocessing="none")[0])
+    full = tf.io.decode_jpeg(tf.io.read_file(str(tmp_path / "f" / "a" / "ramp.jpg")), channels=3)
+    want = T.resize_short_then_center_crop(tf.cast(full, tf.float32), 56).numpy()
+    assert np.abs(x[0] - want).mean() < 1.5 and want[:, 0].mean() > 50  # the crop drops the dark left edge
 
 
 def _write_coco(tmp_path, boxes_per_image, extra_images=()):
