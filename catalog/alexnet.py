@@ -165,7 +165,8 @@ def alexnet(layout: str = "alexnet", groups: int = 2, dropout: float = 0.5, **kw
 
 
 for _name, _row in VARIANTS.items():
-    register_model(alexnet, name=_name, family="alexnet", defaults=dict(layout=_row["layout"], groups=_row["groups"]),
+    register_model(alexnet, name=_name, family="alexnet",
+                   defaults=dict(layout=_row["layout"], groups=_row["groups"]),
                    paper=_row["paper"], input_shape=_row["input_shape"], reference_params=_row["params"],
                    reference_params_source=_row["source"], reference_macs=_row.get("macs"),
                    reference_macs_source=_row.get("macs_source"), min_input_size=_row["min_input_size"],
