@@ -218,3 +218,41 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
                  seconds=round(seconds, 3), title=f"{card.get('name', 'model')}: {task} on "
                  f"{dataset['spec']} ({split})")
     return out_dir
+
+
+def _network(model, weights, **kwargs):
+    import keras
+
+    if isinstance(model, keras.Model):
+        return model
+    if isinstance(model, (str, os.PathLike)) and _is_path(model):
+        return _load_model(model, None, None, None)[0]
+    from catalog.registry import create_model
+
+    return create_model(model, weights=weights, **kwargs)
+
+
+def _predict(net, images, batch_size):
+    images = np.asarray(images, np.float32)
+    return np.concatenate([np.asarray(net.predict_on_batch(images[i:i + batch_size]))
+                           for i in range(0, len(images), batch_size)])
+
+
+def inception_score_of_images(images, model="inception_v3", weights: str | None = None, splits: int = 10,
+                              batch_size: int = 32) -> tuple[float, float]:
+    """Inception Score of generated ``images`` (already preprocessed for the network) from the class
+    probabilities of ``model``: the catalog's ``inception_v3`` with ``weights`` from a local file by
+    default, or any classifier (a keras.Model, a ``.keras`` file, a registered name) ending in a softmax."""
+    from catalog.evaluation import inception_score
+
+    net = _network(model, weights, classifier_activation="softmax")
+    return inception_score(_predict(net, images, batch_size).astype(np.float64), splits=splits)
+
+
+def fid_of_images(images_a, images_b, model="inception_v3", weights: str | None = None, batch_size: int = 32) -> float:
+    """FID between two image sets from the pooled features of ``model`` (default: the catalog's
+    ``inception_v3`` without its top, global average pooling, ``weights`` from a local file)."""
+    from catalog.evaluation import fid
+
+    net = _network(model, weights, include_top=False, pooling="avg")
+    return fid(_predict(net, images_a, batch_size), _predict(net, images_b, batch_size))

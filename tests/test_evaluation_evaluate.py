@@ -82,3 +82,20 @@ def test_cli_evaluate(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", "--model", path, "--data", "shapes", "--batch-size", "0"])
     assert exit_info.value.code == 2
+
+
+def test_inception_score_and_fid_of_images_through_any_network():
+    from catalog.evaluate import fid_of_images, inception_score_of_images
+    from catalog.evaluation import fid, inception_score
+
+    rng = np.random.default_rng(0)
+    images = rng.random((40, SIZE, SIZE, 3)).astype("float32")
+    others = (rng.random((40, SIZE, SIZE, 3)) ** 2).astype("float32")
+    inp = keras.Input((SIZE, SIZE, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(6, 3, name="conv")(inp))
+    classifier = keras.Model(inp, keras.layers.Dense(7, activation="softmax", name="head_fc")(pooled))
+    features = keras.Model(inp, pooled)
+    probs = classifier.predict(images, verbose=0).astype(np.float64)
+    assert inception_score_of_images(images, classifier, splits=4) == pytest.approx(inception_score(probs, 4), rel=1e-6)
+    expected = fid(features.predict(images, verbose=0), features.predict(others, verbose=0))
+    assert fid_of_images(images, others, features) == pytest.approx(expected, rel=1e-5)
