@@ -43,18 +43,10 @@ V3_SMALL = ((3, 16, 16, True, "relu", 2), (3, 72, 24, False, "relu", 2), (3, 88,
             (5, 576, 96, True, "hard_swish", 1), (5, 576, 96, True, "hard_swish", 1))
 V3_CONFIGS = {"large": (V3_LARGE, 1280), "small": (V3_SMALL, 1024)}
 
-V1_ALPHAS = (1.0, 0.75, 0.5, 0.25)
-V1_RESOLUTIONS = (224, 192, 160, 128)
-V2_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 
-
-def _check_alpha(alpha, accepted=None):
-    ok = not isinstance(alpha, bool) and isinstance(alpha, (int, float)) and alpha > 0
-    if accepted is not None:
-        ok = ok and alpha in accepted
-    if not ok:
-        what = f"one of {', '.join(str(a) for a in accepted)}" if accepted else "a positive number"
-        raise ValueError(f"alpha must be {what}; got {alpha!r}.")
+def _check_alpha(alpha):
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
+        raise ValueError(f"alpha must be a positive number; got {alpha!r}.")
 
 
 def _conv_head(x, num_classes, dropout):
