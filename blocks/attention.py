@@ -94,7 +94,7 @@ def sk(x, filters: int, strides: int = 1, branches: int = 2, groups: int = 32, r
 
     A strided dilated branch is computed at stride 1 and sub-sampled (1x1 max-pool, stride 2) before its
     BatchNorm, since TensorFlow's Conv2D rejects stride > 1 together with dilation > 1; the result equals
-    PyTorch's strided dilated conv (same output grid).
+    PyTorch's strided dilated conv (padding = dilation on every side, same output grid).
 
     Args:
         x: input tensor (NHWC).
@@ -115,10 +115,11 @@ def sk(x, filters: int, strides: int = 1, branches: int = 2, groups: int = 32, r
     for m in range(branches):
         prefix = f"{name}_branch{m + 1}"
         if m == 0 or strides == 1:
-            u = conv_bn_act(x, filters, 3, strides, groups=groups, dilation=m + 1, name=prefix)
+            u = conv_bn_act(x, filters, 3, strides, groups=groups, dilation=m + 1, padding="symmetric",
+                            name=prefix)
         else:
-            u = conv_bn_act(x, filters, 3, 1, groups=groups, dilation=m + 1, norm=False, activation=None,
-                            use_bias=False, name=prefix)
+            u = conv_bn_act(x, filters, 3, 1, groups=groups, dilation=m + 1, padding="symmetric", norm=False,
+                            activation=None, use_bias=False, name=prefix)
             u = layers.MaxPooling2D(1, strides=strides, name=f"{prefix}_subsample")(u)
             u = act(batch_norm(u, name=f"{prefix}_bn"), "relu", name=f"{prefix}_act")
         feats.append(u)

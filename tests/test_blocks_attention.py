@@ -141,3 +141,14 @@ def test_sk_and_non_local_gradients_and_round_trip():
     data = random_input((8, 8, 32))
     assert_all_gradients(model, data)
     keras_round_trip(model, data)
+
+
+def test_sk_strided_branch1_pads_like_pytorch():
+    data = random_input((8, 8, 4), seed=4)
+    x = keras.Input((8, 8, 4))
+    model = keras.Model(x, attention.sk(x, 8, strides=2, groups=1, name="sk"))
+    conv = keras.Model(x, model.get_layer("sk_branch1_conv").output)
+    kernel = np.asarray(model.get_layer("sk_branch1_conv").kernel)
+    padded = np.pad(data, ((0, 0), (1, 1), (1, 1), (0, 0)))  # padding 1 on every side, windows at 0, 2, 4, 6
+    expected = sum(padded[:, i:i + 8:2, j:j + 8:2, :] @ kernel[i, j] for i in range(3) for j in range(3))
+    np.testing.assert_allclose(np.asarray(conv(data)), expected, rtol=1e-4, atol=1e-5)
