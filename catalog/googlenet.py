@@ -95,4 +95,7 @@ register_model(googlenet, name="googlenet", family="googlenet",
                input_shape=(224, 224, 3), reference_params=7_005_832,
                reference_params_source="torchvision googlenet (6,624,904) with the paper's 5x5 branches "
                                        "(+16 * sum(c5_reduce * c5) = 380,928)",
+               reference_macs=1.58e9,
+               reference_macs_source="torchvision googlenet 1.50 GFLOPS (=MACs, 3x3 branches) + 0.084e9 "
+                                     "for the 5x5 branches (16 * sum(c5_reduce * c5 * H * W), computed)",
                min_input_size=32, preprocessing="torch")
