@@ -2,6 +2,8 @@
 
 import math
 
+import keras
+import numpy as np
 import pytest
 
 import catalog
@@ -56,3 +58,19 @@ def test_drop_path_grows_linearly_and_se_uses_input_channels():
 def test_bad_knobs(kwargs, match):
     with pytest.raises(ValueError, match=match):
         catalog.create_model("efficientnet_b0", input_shape=(32, 32, 3), **kwargs)
+
+
+def test_output_parity_with_keras_applications():
+    """keras.applications EfficientNetB0 (weights=None, no download): same weights in the same order and,
+    on an input already scaled as its Rescaling(1/255) + (un-adapted) Normalization layers do, same outputs."""
+    shape = (64, 64, 3)
+    ref = keras.applications.EfficientNetB0(weights=None, input_shape=shape, classes=10,
+                                            classifier_activation=None)
+    ours = catalog.create_model("efficientnet_b0", input_shape=shape, num_classes=10, classifier_activation=None)
+    assert [tuple(w.shape) for w in ours.trainable_weights] == [tuple(w.shape) for w in ref.trainable_weights]
+    preprocessing = {id(w) for layer in ref.layers if isinstance(layer, keras.layers.Normalization)
+                     for w in layer.weights}
+    ours.set_weights([np.asarray(w) for w in ref.weights if id(w) not in preprocessing])
+    x = 255 * np.random.default_rng(3).random((2, *shape)).astype("float32")
+    np.testing.assert_allclose(np.asarray(ours(x / 255, training=False)), np.asarray(ref(x, training=False)),
+                               rtol=1e-4, atol=1e-4)

@@ -1,11 +1,14 @@
 """MobileNet v1/v2/v3: width knobs, closed-form counts, registered settings, make_divisible rounding, errors."""
 
+import keras
+import numpy as np
 import pytest
 
 import catalog
 from catalog.blocks.layers import make_divisible
 from catalog.mobilenet import V1_STAGES, V2_ROWS, V3_LARGE, V3_SMALL
 from catalog.registry import count_params, get_entry
+from helpers import random_input
 
 
 def v1_params(alpha, classes=1000):
@@ -104,3 +107,17 @@ def test_v3_width_knob():
 def test_bad_knobs(name, kwargs, match):
     with pytest.raises(ValueError, match=match):
         catalog.create_model(name, input_shape=(32, 32, 3), **kwargs)
+
+
+@pytest.mark.parametrize("name, reference", [("mobilenet_v1", "MobileNet"), ("mobilenet_v2", "MobileNetV2")])
+def test_output_parity_with_keras_applications(name, reference):
+    """Same weights in the same order as keras.applications (weights=None, no download), same outputs."""
+    shape, alpha = (64, 64, 3), 0.5
+    ref = getattr(keras.applications, reference)(weights=None, alpha=alpha, input_shape=shape, classes=10,
+                                                  classifier_activation=None)
+    ours = catalog.create_model(name, alpha=alpha, input_shape=shape, num_classes=10, classifier_activation=None)
+    assert [tuple(w.shape) for w in ours.weights] == [tuple(w.shape) for w in ref.weights]
+    ours.set_weights(ref.get_weights())
+    x = random_input(shape, batch=2, seed=3)
+    np.testing.assert_allclose(np.asarray(ours(x, training=False)), np.asarray(ref(x, training=False)),
+                               rtol=1e-4, atol=1e-4)
