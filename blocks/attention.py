@@ -1,7 +1,8 @@
 """Channel and spatial attention blocks that insert into any residual or inverted-residual branch.
 
-Every block has the signature ``block(x, ..., name=...) -> tensor`` with the same shape as ``x``, so a
-family passes one as ``attention=functools.partial(attention.se, ratio=16)``.
+``se``, ``cbam`` and ``non_local`` have the signature ``block(x, ..., name=...) -> tensor`` with the same
+shape as ``x``, so a family passes one as ``attention=functools.partial(attention.se, ratio=16)``.
+``sk`` (selective kernel) replaces a 3x3 convolution: ``sk(x, filters, strides, ..., name=...)``.
 """
 
 from __future__ import annotations
