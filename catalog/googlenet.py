@@ -86,7 +86,7 @@ def googlenet(aux_logits: bool = False, dropout: float = 0.4, **kwargs):
     activation = kwargs.get("classifier_activation", "softmax")
     num_classes = int(model.output.shape[-1])
     aux = [_aux_head(taps[tap], num_classes, activation, name) for tap, name in AUX.items()]
-    model = keras.Model(model.inputs, [model.output, *aux], name=model.name)
+    model = keras.Model(model.input, [model.output, *aux], name=model.name)
     return load_weights(model, weights)
 
 
