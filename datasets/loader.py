@@ -206,20 +206,20 @@ def _rgb(image):
 def _augment_fn(task, image_size, jitter=True):
     def classify(e, seed):
         s = T._split(seed, 3)
-        image = T.random_resized_crop(tf.cast(e["image"], tf.float32), image_size, s[0])
+        image = T.random_resized_crop(e["image"], image_size, s[0])
         image = T.random_flip(image, s[1])
         return {**e, "image": T.color_jitter(image, s[2]) if jitter else image}
 
     def detect(e, seed):
         s = T._split(seed, 3)
-        image, boxes, labels = T.random_crop(tf.cast(e["image"], tf.float32), s[0], e["boxes"], e["box_labels"])
+        image, boxes, labels = T.random_crop(e["image"], s[0], e["boxes"], e["box_labels"])
         image, boxes = T.random_flip(image, s[1], boxes=boxes)
         image, boxes = T.resize_with_targets(image, image_size, boxes=boxes)
         return {"image": T.color_jitter(image, s[2]) if jitter else image, "boxes": boxes, "box_labels": labels}
 
     def segment(e, seed):
         s = T._split(seed, 3)
-        image, mask = T.random_crop(tf.cast(e["image"], tf.float32), s[0], mask=e["mask"])
+        image, mask = T.random_crop(e["image"], s[0], mask=e["mask"])
         image, mask = T.random_flip(image, s[1], mask=mask)
         image, mask = T.resize_with_targets(image, image_size, mask=mask)
         return {"image": T.color_jitter(image, s[2]) if jitter else image, "mask": mask}
@@ -229,7 +229,7 @@ def _augment_fn(task, image_size, jitter=True):
 
 def _eval_fn(task, image_size, crop_fraction):
     def fn(e):
-        image = tf.cast(e["image"], tf.float32)
+        image = e["image"]  # uint8: the resize reads it directly and returns float32 (no full-size cast)
         if task == "classification":
             return {**e, "image": T.resize_short_then_center_crop(image, image_size, crop_fraction)}
         if task == "detection":
@@ -238,14 +238,14 @@ def _eval_fn(task, image_size, crop_fraction):
         if task == "segmentation":
             image, mask = T.resize_with_targets(image, image_size, mask=e["mask"])
             return {**e, "image": image, "mask": mask}
-        return {"image": image, "target": tf.cast(e["target"], tf.float32)}
+        return {"image": tf.cast(image, tf.float32), "target": tf.cast(e["target"], tf.float32)}
 
     return fn
 
 
 def _resize_fn(size, antialias):
     def fn(e):
-        return {**e, "image": T.resize(tf.cast(e["image"], tf.float32), size, antialias=antialias)}
+        return {**e, "image": T.resize(e["image"], size, antialias=antialias)}
 
     return fn
 
@@ -321,6 +321,8 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
     preprocessing = T.check_preprocessing(preprocessing)
+    if not 0.0 < validation_split < 1.0:
+        raise ValueError(f"validation_split must be between 0 and 1 (exclusive); got {validation_split!r}.")
     if validate not in ("fast", "full"):
         raise ValueError(f"validate must be 'fast' or 'full'; got {validate!r}.")
     if (mixup or cutmix) and task != "classification":

@@ -1,6 +1,7 @@
 """Augmentations and preprocessing for tf.data pipelines, deterministic by seed (stateless random ops).
 
-Images are float32 in [0, 255] until ``normalize``. Boxes are pixel (x_min, y_min, x_max, y_max) of the
+Images are uint8 or float32 in [0, 255] until ``normalize``; geometric transforms take either (resizing
+uint8 directly saves a full-size cast) and resizes return float32. Boxes are pixel (x_min, y_min, x_max, y_max) of the
 image they travel with; masks are integer (H, W) class maps that move with their image (nearest
 resampling), so every geometric transform keeps image, boxes and mask consistent.
 Every random function takes ``seed``: an int32/int64 tensor of shape (2,), as tf.random.stateless_* do.
