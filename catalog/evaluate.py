@@ -6,6 +6,9 @@
 Model outputs by task: classification (N, C) probabilities or logits; segmentation (N, H, W, C) scores
 at the label map's size; detection a dict ``{"boxes": (N, K, 4) xyxy pixels, "scores": (N, K),
 "labels": (N, K)}`` (or that tuple), where rows with a negative label or a score <= 0 are padding.
+
+Generative models: :func:`inception_score_of_images` and :func:`fid_of_images` run the catalog's
+``inception_v3`` (weights from a local file) or any other network over images.
 """
 
 from __future__ import annotations

@@ -89,6 +89,8 @@ def test_detection_report_files(tmp_path):
             {"image_id": 2, "category_id": 2, "bbox": [5, 5, 8, 7], "score": 0.3}]
     metrics = R.detection_report_metrics(E.coco_evaluate(gt, dets, return_details=True))
     assert metrics["per_class_ap50"][0] == pytest.approx(1.0)
+    assert np.mean(metrics["per_class_ap50"]) == pytest.approx(metrics["AP50"])
+    assert np.mean(metrics["per_class_ap"]) == pytest.approx(metrics["AP"])
     samples = {"images": np.zeros((2, 20, 20, 3), np.uint8),
                "predictions": [{"boxes": [[2, 3, 12, 13]], "labels": [0], "scores": [0.9]},
                                {"boxes": [[0, 0, 4, 4], [5, 5, 13, 12]], "labels": [1, 1], "scores": [0.8, 0.3]}],
