@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from catalog.blocks.layers import _NORM, act, batch_norm, conv_bn_act
+from catalog.blocks.layers import act, batch_norm, conv_bn_act
 
 
 def se(x, ratio: int = 16, reduced_channels: int | None = None, activation: str = "relu",
@@ -173,6 +173,5 @@ def non_local(x, reduction: int = 2, sub_sample: bool = True, zero_init: bool = 
     y = layers.Dot(axes=(2, 1), name=f"{name}_aggregate")([f, g])  # (N, HW, C/2)
     y = layers.Reshape((height, width, inner), name=f"{name}_unflat")(y)
     y = layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_out_conv")(y)
-    y = layers.BatchNormalization(axis=-1, gamma_initializer="zeros" if zero_init else "ones",
-                                  name=f"{name}_out_bn", **_NORM)(y)
+    y = batch_norm(y, name=f"{name}_out_bn", gamma_initializer="zeros" if zero_init else "ones")
     return layers.Add(name=f"{name}_add")([x, y])

@@ -39,9 +39,9 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     return int(rounded)
 
 
-def batch_norm(x, name: str):
-    """BatchNorm over the channel axis with the current ``norm_defaults``."""
-    return layers.BatchNormalization(axis=-1, name=name, **_NORM)(x)
+def batch_norm(x, name: str, **overrides):
+    """BatchNorm over the channel axis with the current ``norm_defaults`` (``overrides`` win)."""
+    return layers.BatchNormalization(axis=-1, name=name, **{**_NORM, **overrides})(x)
 
 
 _ACTIVATIONS = {

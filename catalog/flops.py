@@ -68,6 +68,9 @@ def _layer_macs(layer, in_shapes, out_shapes, include_elementwise: bool) -> int:
         return math.prod(layer.kernel.shape) * _spatial(out)
     if isinstance(layer, layers.Dense):
         return math.prod(layer.kernel.shape) * math.prod(int(d) for d in out[1:-1])
+    if isinstance(layer, layers.Dot):  # batched matrix product: each output element sums over one axis
+        axis = layer.axes if isinstance(layer.axes, int) else layer.axes[0]
+        return math.prod(int(d) for d in out[1:]) * int(inp[axis])
     if include_elementwise:
         elements = math.prod(int(d) for d in out[1:])
         if isinstance(layer, _NORMS):
