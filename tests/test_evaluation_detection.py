@@ -15,7 +15,8 @@ COCOeval = pytest.importorskip("pycocotools.cocoeval").COCOeval
 
 def random_case(seed):
     """Random images, categories, crowd flags, images without ground truth or without detections,
-    jittered copies of ground truth (IoUs around every threshold), score ties and >100 detections."""
+    jittered copies of ground truth (IoUs around every threshold), score ties, duplicated ground truth
+    (IoU ties) and >100 detections per image."""
     rng = np.random.default_rng(seed)
     n_img, n_cat = int(rng.integers(1, 12)), int(rng.integers(1, 5))
     images = [{"id": int(i)} for i in rng.permutation(100)[:n_img] + 1]
@@ -40,6 +41,8 @@ def random_case(seed):
             cat = cats[rng.integers(n_cat)]["id"] if rng.random() > 0.05 else 999  # 999: unknown category
             dets.append({"image_id": im["id"], "category_id": cat, "bbox": [float(x), float(y), float(w), float(h)],
                          "score": float(np.round(rng.random(), 1 if seed % 3 == 0 else 6))})
+    if seed % 5 == 4:  # duplicated ground truth: exact IoU ties between candidates
+        anns += [dict(a, id=len(anns) + i + 1, iscrowd=int(rng.random() < 0.3)) for i, a in enumerate(anns[:len(anns) // 3])]
     if not dets:  # pycocotools cannot load an empty result list
         dets.append({"image_id": images[0]["id"], "category_id": cats[0]["id"], "bbox": [1.0, 2.0, 30.0, 40.0],
                      "score": 0.5})
