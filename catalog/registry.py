@@ -21,7 +21,7 @@ TASKS = ("classification", "detection", "segmentation", "restoration", "generati
          "video", "early_exit")
 
 # Modules of the catalog package that hold no architectures (skipped by discovery to keep imports light).
-_NOT_FAMILIES = {"cli", "registry", "__main__"}
+_NOT_FAMILIES = {"cli", "registry", "__main__", "classifier", "demo", "evaluate", "flops"}
 
 
 @dataclasses.dataclass(frozen=True)
