@@ -27,7 +27,9 @@ IGNORE_LABEL = 255
 
 
 def _check_boxes(boxes, labels, width, height, where):
-    """Clip boxes to the image with a warning naming ``where``; drop empty ones. Returns (boxes, labels, keep)."""
+    """Clip boxes to the image with a warning naming ``where``; drop empty ones.
+
+    Returns (boxes, labels, keep mask)."""
     boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
     outside = (boxes[:, 0] < 0) | (boxes[:, 1] < 0) | (boxes[:, 2] > width) | (boxes[:, 3] > height)
     if outside.any():
@@ -131,7 +133,8 @@ def coco_segmentation_mask(record) -> np.ndarray:
     """uint8 (H, W) mask of one COCO record: larger objects first, so smaller ones stay visible on top."""
     mask = np.zeros((record["height"], record["width"]), np.uint8)
     for label, segmentation, crowd in record["segments"]:
-        mask[coco_mask(segmentation, record["height"], record["width"])] = IGNORE_LABEL if crowd else label + 1
+        inside = coco_mask(segmentation, record["height"], record["width"])
+        mask[inside] = IGNORE_LABEL if crowd else label + 1
     return mask
 
 
@@ -163,7 +166,8 @@ def read_voc(root: str, split: str = "train", task: str = "detection"):
         missing = [p for p in needed if not os.path.isfile(p)]
         if missing:
             skipped[missing[0]] = f"listed for VOC image {image_id} but missing"
-            warnings.warn(f"skipping {missing[0]}: listed for VOC image {image_id} but missing.", stacklevel=3)
+            warnings.warn(f"skipping {missing[0]}: listed for VOC image {image_id} but missing.",
+                          stacklevel=3)
             continue
         objects, size = [], None
         if os.path.isfile(xml_path):

@@ -155,7 +155,8 @@ def make_decoder(modes, ratios=None, exif: bool = True, cropped: bool = False):
 
         def crop_decode(path, mode, ratio, window):
             data = tf.io.read_file(path)
-            branches = [lambda r=r: tf.io.decode_and_crop_jpeg(data, window, channels=3, ratio=r) for r in ratios]
+            branches = [lambda r=r: tf.io.decode_and_crop_jpeg(data, window, channels=3, ratio=r)
+                        for r in ratios]
             if len(branches) == 1:
                 return branches[0]()
             index = tf.reduce_sum(tf.cast(tf.constant(ratios) < ratio, tf.int32))

@@ -48,10 +48,12 @@ def _folder_source(path, split, seed, validation_split, validate):
         if wanted not in SPLIT_FOLDERS or not split_dirs[wanted]:
             found = [k for k, v in split_dirs.items() if v]
             raise ValueError(f"split must be one of {', '.join(found)} for {path}; got {split!r}.")
-        root, class_root, by_seed = os.path.join(path, split_dirs[wanted]), os.path.join(path, split_dirs["train"]), False
+        root, class_root = os.path.join(path, split_dirs[wanted]), os.path.join(path, split_dirs["train"])
+        by_seed = False
     else:
         if split not in ("train", "val", "validation", "all"):
-            raise ValueError(f"split must be 'train', 'val' or 'all' for a folder without train/ val/; got {split!r}.")
+            raise ValueError(f"split must be 'train', 'val' or 'all' for a folder without train/ val/; "
+                             f"got {split!r}.")
         root, class_root, by_seed = path, path, split != "all"
     class_names = tuple(sorted(e for e in os.listdir(class_root)
                                if not e.startswith(".") and os.path.isdir(os.path.join(class_root, e))))
@@ -61,7 +63,8 @@ def _folder_source(path, split, seed, validation_split, validate):
     rng = np.random.default_rng(seed)
     for label, name in enumerate(class_names):
         folder = os.path.join(root, name)
-        files = sorted(f for f in os.listdir(folder) if not f.startswith(".")) if os.path.isdir(folder) else []
+        names = os.listdir(folder) if os.path.isdir(folder) else []
+        files = sorted(f for f in names if not f.startswith("."))
         files = [os.path.join(folder, f) for f in files if os.path.isfile(os.path.join(folder, f))]
         for f in files:
             if not imgs.is_image_file(f):
@@ -136,7 +139,8 @@ def _shapes_source(split, task, image_size, seed, num_images, max_objects):
         pairs = make_restoration_pairs(n, size, seed=data_seed)
         x = pairs["noisy"] if task == "denoising" else pairs["low_res"]
         return tf.data.Dataset.from_tensor_slices({"image": x, "target": pairs["clean"]}), n, ()
-    data = make_shapes(n, size, seed=data_seed, max_objects=max_objects or (1 if task == "classification" else 3))
+    objects = max_objects or (1 if task == "classification" else 3)
+    data = make_shapes(n, size, seed=data_seed, max_objects=objects)
     lengths = [len(b) for b in data["box_labels"]]
     raw = tf.data.Dataset.from_tensor_slices({
         "image": data["images"], "label": data["labels"], "mask": data["masks"],
@@ -153,11 +157,15 @@ def _tfds_source(name, split, task, data_dir):
     try:
         builder = tfds.builder(name, data_dir=data_dir)
     except Exception as e:  # DatasetNotFoundError and config/version errors
-        raise ValueError(f"tfds dataset {name!r} is unknown to tensorflow-datasets ({type(e).__name__}: {e}).") from e
+        raise ValueError(f"tfds dataset {name!r} is unknown to tensorflow-datasets "
+                         f"({type(e).__name__}: {e}).") from e
     if not tf.io.gfile.exists(os.path.join(builder.data_dir, "dataset_info.json")):
-        how = (f"catalog.datasets.prepare_shapes({str(data_dir)!r}, config=...)" if name.startswith("catalog_shapes")
-               else f"`tfds build {name} --data_dir {data_dir or '~/tensorflow_datasets'}` on a machine with network")
-        raise ValueError(f"tfds dataset {name!r} is not prepared in {builder.data_dir}; prepare it once with {how}, "
+        if name.startswith("catalog_shapes"):
+            how = f"catalog.datasets.prepare_shapes({str(data_dir)!r}, config=...)"
+        else:
+            how = f"`tfds build {name} --data_dir {data_dir or '~/tensorflow_datasets'}` on a machine with network"
+        raise ValueError(f"tfds dataset {name!r} is not prepared in {builder.data_dir}; prepare it once with "
+                         f"{how}, "
                          "then pass that data_dir (nothing is downloaded here).")
     features = builder.info.features
     try:
@@ -169,7 +177,8 @@ def _tfds_source(name, split, task, data_dir):
     if task == "classification":
         image_key, label_key = builder.info.supervised_keys or ("image", "label")
         class_names = tuple(features[label_key].names)
-        raw = ds.map(_plain(lambda e: {"image": _rgb(e[image_key]), "label": tf.cast(e[label_key], tf.int32)}),
+        raw = ds.map(_plain(lambda e: {"image": _rgb(e[image_key]),
+                                       "label": tf.cast(e[label_key], tf.int32)}),
                      num_parallel_calls=AUTOTUNE)
     elif task == "detection":
         class_names = tuple(features["objects"]["label"].names)
@@ -215,7 +224,8 @@ def _augment_fn(task, image_size, jitter=True):
         image, boxes, labels = T.random_crop(e["image"], s[0], e["boxes"], e["box_labels"])
         image, boxes = T.random_flip(image, s[1], boxes=boxes)
         image, boxes = T.resize_with_targets(image, image_size, boxes=boxes)
-        return {"image": T.color_jitter(image, s[2]) if jitter else image, "boxes": boxes, "box_labels": labels}
+        image = T.color_jitter(image, s[2]) if jitter else image
+        return {"image": image, "boxes": boxes, "box_labels": labels}
 
     def segment(e, seed):
         s = T._split(seed, 3)
@@ -262,7 +272,8 @@ def _output_fn(task, preprocessing, max_boxes):
             if max_boxes is not None:
                 boxes, labels = boxes[:max_boxes], labels[:max_boxes]
                 pad = max_boxes - tf.shape(labels)[0]
-                boxes = tf.ensure_shape(tf.pad(boxes, [[0, pad], [0, 0]], constant_values=-1.0), [max_boxes, 4])
+                boxes = tf.pad(boxes, [[0, pad], [0, 0]], constant_values=-1.0)
+                boxes = tf.ensure_shape(boxes, [max_boxes, 4])
                 labels = tf.ensure_shape(tf.pad(labels, [[0, pad]], constant_values=-1), [max_boxes])
             return image, {"boxes": boxes, "labels": labels}
         return image, T.normalize(e["target"], preprocessing)
@@ -271,9 +282,10 @@ def _output_fn(task, preprocessing, max_boxes):
 
 
 def load(spec: str, split: str = "train", task: str = "classification", image_size=224, batch_size: int = 32,
-         data_dir: str | None = None, seed: int = 0, augment: bool = False, preprocessing: str | None = "unit",
-         shuffle: bool | None = None, cache: bool = False, validation_split: float = 0.2, mixup: float = 0.0,
-         cutmix: float = 0.0, max_boxes: int | None = 100, crop_fraction: float = 0.875, color_jitter: bool = True,
+         data_dir: str | None = None, seed: int = 0, augment: bool = False,
+         preprocessing: str | None = "unit", shuffle: bool | None = None, cache: bool = False,
+         validation_split: float = 0.2, mixup: float = 0.0, cutmix: float = 0.0, max_boxes: int | None = 100,
+         crop_fraction: float = 0.875, color_jitter: bool = True,
          validate: str = "fast", num_images: int | None = None, max_objects: int | None = None,
          drop_remainder: bool = False):
     """Build a batched tf.data pipeline for ``spec``; returns (dataset, info).
@@ -425,7 +437,8 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
             y = tf.one_hot(y, num_classes)
             s = T._split(batch_seed, 2)
             if mixup and cutmix:
-                return tf.cond(T._coin(s[0]), lambda: T.mixup(x, y, s[1], mixup), lambda: T.cutmix(x, y, s[1], cutmix))
+                return tf.cond(T._coin(s[0]), lambda: T.mixup(x, y, s[1], mixup),
+                               lambda: T.cutmix(x, y, s[1], cutmix))
             return T.mixup(x, y, s[1], mixup) if mixup else T.cutmix(x, y, s[1], cutmix)
 
         ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed + 1).batch(2))).map(_plain(mix))

@@ -110,7 +110,9 @@ class CatalogShapes(tfds.core.GeneratorBasedBuilder):
 
 
 def prepare_shapes(data_dir: str, config: str = "small") -> tfds.core.DatasetBuilder:
-    """Generate and write the ``catalog_shapes/<config>`` TFDS dataset into ``data_dir`` (once); returns it."""
+    """Generate and write the ``catalog_shapes/<config>`` TFDS dataset into ``data_dir`` (once).
+
+    Returns the prepared builder."""
     names = [c.name for c in CatalogShapes.BUILDER_CONFIGS]
     if config not in names:
         raise ValueError(f"config must be one of {', '.join(names)}; got {config!r}.")
