@@ -60,10 +60,10 @@ VARIANTS_CIFAR = {
     "resnet44": (dict(depths=(7, 7, 7)), 658_586, 660_000, 0.008),
     "resnet56": (dict(depths=(9, 9, 9)), 853_018, 850_000, 0.006),
     "resnet110": (dict(depths=(18, 18, 18)), 1_727_962, 1_700_000, 0.03),
-    "preact_resnet18": (dict(depths=(2, 2, 2, 2), widths=(64, 128, 256, 512), stem_width=64,
-                             block="preact_basic", shortcut="projection"), 11_172_170, None, 0.0),
-    "wrn28_10": (dict(depths=(4, 4, 4), widths=(160, 320, 640), stem_width=16, block="preact_basic",
-                      shortcut="projection"), 36_479_194, 36_500_000, 0.0014),
+    "preact_resnet18": (dict(depths=(2, 2, 2, 2), width=64, block="preact_basic", shortcut="projection"),
+                        11_172_170, None, 0.0),
+    "wrn28_10": (dict(depths=(4, 4, 4), width=16, width_factor=10, block="preact_basic", shortcut="projection"),
+                 36_479_194, 36_500_000, 0.0014),
 }
 
 
@@ -72,12 +72,10 @@ def _positive_int(value, arg):
         raise ValueError(f"{arg} must be a positive integer; got {value!r}.")
 
 
-def _check_depths(depths, arg="depths", length=None):
-    ok = isinstance(depths, (tuple, list)) and len(depths) > 0 and all(
-        isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in depths)
-    if not ok or (length is not None and len(depths) != length):
-        size = f"{length} " if length else ""
-        raise ValueError(f"{arg} must be a tuple of {size}positive integers (blocks per stage); got {depths!r}.")
+def _check_depths(depths):
+    if not (isinstance(depths, (tuple, list)) and len(depths) > 0 and all(
+            isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in depths)):
+        raise ValueError(f"depths must be a tuple of positive integers (blocks per stage); got {depths!r}.")
 
 
 def _check_common(drop_path_rate, attention):
@@ -182,8 +180,7 @@ def resnet_v2(depths: Sequence[int] = (3, 4, 6, 3), width: int = 64, drop_path_r
     return build_classifier(backbone, **kwargs)
 
 
-def cifar_resnet(depths: Sequence[int] = (3, 3, 3), widths: Sequence[int] = (16, 32, 64), stem_width: int = 16,
-                 block: str = "basic", shortcut: str = "zero_pad", block_dropout: float = 0.0,
+def cifar_resnet(depths: Sequence[int] = (3, 3, 3), width: int = 16, width_factor: int = 1, block: str = "basic", shortcut: str = "zero_pad", block_dropout: float = 0.0,
                  drop_path_rate: float = 0.0, attention: Callable | None = None, **kwargs):
     """CIFAR ResNet: 3x3 stem, stages of basic or pre-activation basic blocks (stride 2 from stage 2), GAP, FC.
 
@@ -193,8 +190,8 @@ def cifar_resnet(depths: Sequence[int] = (3, 3, 3), widths: Sequence[int] = (16,
 
     Args:
         depths: blocks per stage (ResNet-6n+2: n in every one of the three stages).
-        widths: output channels of each stage.
-        stem_width: channels of the 3x3 stem conv.
+        width: channels of the 3x3 stem conv; stage i has ``width * width_factor * 2**i`` channels.
+        width_factor: Wide ResNet's widening factor k (WRN-28-10: k = 10).
         block: "basic" or "preact_basic".
         shortcut: "zero_pad" (option A, parameter-free) or "projection" (option B, 1x1 conv) where the
             shape changes; pre-activation blocks always project.
@@ -206,13 +203,10 @@ def cifar_resnet(depths: Sequence[int] = (3, 3, 3), widths: Sequence[int] = (16,
     if block not in ("basic", "preact_basic"):
         raise ValueError(f"block must be 'basic' or 'preact_basic'; got {block!r}.")
     _check_depths(depths)
-    _check_depths(widths, "widths", length=len(depths))
-    _positive_int(stem_width, "stem_width")
+    _positive_int(width, "width")
+    _positive_int(width_factor, "width_factor")
     if shortcut not in residual.SHORTCUTS:
         raise ValueError(f"shortcut must be one of {', '.join(residual.SHORTCUTS)}; got {shortcut!r}.")
-    if shortcut == "zero_pad" and any(b < a for a, b in zip((stem_width, *widths), widths)):
-        raise ValueError(f"shortcut='zero_pad' needs non-decreasing widths from stem_width; got "
-                         f"stem_width={stem_width}, widths={widths!r}.")
     if block == "basic" and block_dropout:
         raise ValueError(f"block_dropout applies to block='preact_basic' only; got {block_dropout!r}.")
     if not isinstance(block_dropout, (int, float)) or not 0.0 <= block_dropout < 1.0:
@@ -224,12 +218,12 @@ def cifar_resnet(depths: Sequence[int] = (3, 3, 3), widths: Sequence[int] = (16,
 
     def backbone(x):
         with norm_defaults(epsilon=1e-5):
-            x = conv_bn_act(x, stem_width, 3, norm=not preact, use_bias=False,
+            x = conv_bn_act(x, width, 3, norm=not preact, use_bias=False,
                             activation=None if preact else "relu", name="stem")
             stages = [x]
-            for i, (depth, filters) in enumerate(zip(depths, widths)):
+            for i, depth in enumerate(depths):
                 for j in range(depth):
-                    x = residual.BLOCKS[block](x, filters, 2 if (j == 0 and i > 0) else 1,
+                    x = residual.BLOCKS[block](x, width * width_factor * 2 ** i, 2 if (j == 0 and i > 0) else 1,
                                                drop_path_rate=next(rates), attention=attention,
                                                name=f"stage{i + 1}_block{j + 1}", **options)
                 if preact and i == len(depths) - 1:

@@ -20,6 +20,7 @@ SMALL: dict[str, dict] = {
     "mobilenet_v1": dict(alpha=0.25), "mobilenet_v2": dict(alpha=0.35), "mobilenet_v3": dict(alpha=0.5),
     "shufflenet_v1": dict(scale=0.5), "shufflenet_v2": dict(scale=0.5), "efficientnet": dict(width=0.5, depth=0.5),
     "octresnet": dict(width=16, depths=(1, 1, 1, 1)),
+    **dict.fromkeys(("resnet", "resnet_v2", "resnet_cifar", "senet", "cbam"), dict(width=16, depths=(2, 1, 1))),
     "dpn": dict(k_sec=(1, 1, 1, 1), k_r=32, groups=8),
 }
 

@@ -54,6 +54,8 @@ def test_cifar_resnet_paper_counts():
 def test_wrn28_10_and_preact_resnet18_exact_counts():
     wrn = catalog.create_model("wrn28_10")
     assert count_params(wrn) == preact_params(16, (160, 320, 640), (4, 4, 4)) == 36_479_194
+    assert count_params(catalog.create_model("wrn28_10", width_factor=2)) == preact_params(16, (32, 64, 128),
+                                                                                            (4, 4, 4))
     assert round(count_params(wrn) / 1e6, 1) == 36.5  # Zagoruyko & Komodakis 2016: 36.5M
     assert wrn.get_layer("stage3_block4_add").output.shape == (None, 8, 8, 640)
     pre = catalog.create_model("preact_resnet18")
@@ -147,8 +149,8 @@ def test_se_resnet50_stride_and_se_placement():
     ("resnet50", dict(drop_path_rate=1.5), "drop_path_rate must be a number in"),
     ("resnet50", dict(attention="se"), "attention must be None or a callable"),
     ("resnet20", dict(shortcut="conv"), "shortcut must be one of"),
-    ("resnet20", dict(widths=(16, 32)), "widths must be a tuple of 3 positive integers"),
-    ("resnet20", dict(widths=(16, 8, 64)), "shortcut='zero_pad' needs non-decreasing widths"),
+    ("resnet20", dict(depths=(3, -1, 3)), "depths must be a tuple of positive integers"),
+    ("wrn28_10", dict(width_factor=0), "width_factor must be a positive integer"),
     ("resnet20", dict(block_dropout=0.3), "block_dropout applies to block='preact_basic' only"),
     ("resnet50_v2", dict(width=0), "width must be a positive integer"),
     ("se_resnet50", dict(attention="sk"), "attention must be one of se, cbam"),
