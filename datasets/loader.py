@@ -176,6 +176,9 @@ def _tfds_source(name, split, task, data_dir):
     ds = builder.as_dataset(split=split, shuffle_files=False)
     if task == "classification":
         image_key, label_key = builder.info.supervised_keys or ("image", "label")
+        if label_key not in features or not hasattr(features[label_key], "names"):
+            raise ValueError(f"task 'classification' needs a class-label feature; tfds:{name} has "
+                             f"{', '.join(features)}.")
         class_names = tuple(features[label_key].names)
         raw = ds.map(_plain(lambda e: {"image": _rgb(e[image_key]),
                                        "label": tf.cast(e[label_key], tf.int32)}),
@@ -200,7 +203,13 @@ def _tfds_source(name, split, task, data_dir):
         raw = ds.map(_plain(lambda e: {"image": _rgb(e["image"]), "mask": tf.cast(e[key][..., 0], tf.uint8)}),
                      num_parallel_calls=AUTOTUNE)
     else:
-        x_key, y_key = builder.info.supervised_keys
+        x_key, y_key = builder.info.supervised_keys or (None, None)
+        degraded = {"denoising": "noisy", "super_resolution": "low_res"}[task]
+        if degraded in features and "clean" in features:  # e.g. catalog_shapes/restoration
+            x_key, y_key = degraded, "clean"
+        if x_key is None:
+            raise ValueError(f"task {task!r} needs ({degraded}, clean) or supervised keys; tfds:{name} has "
+                             f"{', '.join(features)}.")
         class_names = ()
         raw = ds.map(_plain(lambda e: {"image": _rgb(e[x_key]), "target": _rgb(e[y_key])}),
                      num_parallel_calls=AUTOTUNE)

@@ -407,3 +407,12 @@ def test_eval_transform_resizes_short_side_then_crops_centre():
     out = T.resize_short_then_center_crop(tf.constant(image), 56, crop_fraction=0.875).numpy()
     assert out.shape == (56, 56, 3)  # short side 100 -> 64, then 56 x 56 from the 64 x 128 middle
     np.testing.assert_allclose(out, 255, atol=1e-3)
+
+
+def test_shapes_restoration_pairs_through_load():
+    ds, info = datasets.load("shapes", task="super_resolution", image_size=32, batch_size=4, num_images=4, seed=2)
+    x, y = next(iter(ds))
+    want = datasets.make_restoration_pairs(4, 32, seed=2)
+    np.testing.assert_allclose(x.numpy(), want["low_res"] / 255.0, atol=1e-6)
+    np.testing.assert_allclose(y.numpy(), want["clean"] / 255.0, atol=1e-6)
+    assert info["task"] == "super_resolution"
