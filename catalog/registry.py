@@ -196,6 +196,11 @@ def get_entry(name: str) -> ModelEntry:
     return _entry(name)
 
 
+def feature_reduction(input_size: int, feature_size: int) -> int:
+    """A stage's reduction: the power of two nearest to input/feature size (227/55 -> 4, 224/13 -> 16)."""
+    return 2 ** max(0, round(math.log2(input_size / feature_size)))
+
+
 def count_params(model, trainable: bool = True) -> int:
     """Trainable (default) or all weights of ``model``, as torchvision and keras.applications count."""
     weights = model.trainable_weights if trainable else model.weights
@@ -224,7 +229,7 @@ def model_info(name: str) -> ModelCard:
         outputs = features.outputs
         height = entry.input_shape[0]
         channels = tuple(int(t.shape[-1]) for t in outputs)
-        reductions = tuple(int(round(height / t.shape[1])) for t in outputs)
+        reductions = tuple(feature_reduction(height, t.shape[1]) for t in outputs)
         del features
     del model
     keras.backend.clear_session()

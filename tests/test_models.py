@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import catalog
-from catalog.registry import count_params, get_entry
+from catalog.registry import count_params, feature_reduction, get_entry
 from helpers import assert_all_gradients, keras_round_trip, random_input
 
 CLASSIFIERS = catalog.list_models(task="classification")
@@ -83,7 +83,7 @@ def test_features_only_matches_card(name):
     default_h = entry.input_shape[0]
     channels = [int(t.shape[-1]) for t in feats.outputs]
     assert channels == [int(t.shape[-1]) for t in card_like.outputs]
-    reductions = [round(default_h / t.shape[1]) for t in card_like.outputs]
+    reductions = [feature_reduction(default_h, t.shape[1]) for t in card_like.outputs]
     assert reductions == sorted(reductions), "stages must go from shallow to deep"
     if not small_kwargs(name):
         card = catalog.model_info(name)
