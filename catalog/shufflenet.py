@@ -104,16 +104,13 @@ _V1_PAPER = ("Zhang et al. 2018, ShuffleNet: An Extremely Efficient Convolutiona
              "Mobile Devices, CVPR")
 _V2_PAPER = "Ma et al. 2018, ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design, ECCV"
 
-# name: (groups, scale, trainable params of this implementation, paper MFLOPs (= MACs))
-V1_VARIANTS = {
-    "shufflenet_v1": (3, 1.0, 1_865_728, 140e6),
-    "shufflenet_v1_g1_x1_0": (1, 1.0, 1_531_936, 143e6),
-    "shufflenet_v1_g2_x1_0": (2, 1.0, 1_733_848, 140e6),
-    "shufflenet_v1_g4_x1_0": (4, 1.0, 1_968_344, 133e6),
-    "shufflenet_v1_g8_x1_0": (8, 1.0, 2_434_768, 137e6),
-    "shufflenet_v1_g3_x1_5": (3, 1.5, 3_442_168, 292e6),
-    "shufflenet_v1_g3_x2_0": (3, 2.0, 5_448_208, 524e6),
-}
+# (groups, scale): (trainable params of this implementation, paper MFLOPs (= MACs), Tables 1-2).
+V1_COUNTS = {(1, 1.0): (1_531_936, 143e6), (2, 1.0): (1_733_848, 140e6), (3, 1.0): (1_865_728, 140e6),
+             (4, 1.0): (1_968_344, 133e6), (8, 1.0): (2_434_768, 137e6), (3, 1.5): (3_442_168, 292e6),
+             (3, 2.0): (5_448_208, 524e6)}
+# Registered settings: the paper's headline g=3 and the authors' released g=8 and wider g=3 models.
+V1_VARIANTS = {"shufflenet_v1": (3, 1.0), "shufflenet_v1_g8_x1_0": (8, 1.0), "shufflenet_v1_g3_x1_5": (3, 1.5),
+               "shufflenet_v1_g3_x2_0": (3, 2.0)}
 # The paper and the authors' code give about 1.9M for g=3 1.0x (this layout: 1,865,728).
 V1_PUBLISHED = {"shufflenet_v1": (1_900_000, 0.02)}
 # name: (scale, torchvision params, torchvision GFLOPS as MACs)
@@ -124,7 +121,8 @@ V2_VARIANTS = {
     "shufflenet_v2_x2_0": (2.0, 7_393_996, 591e6),
 }
 
-for _name, (_groups, _scale, _params, _macs) in V1_VARIANTS.items():
+for _name, (_groups, _scale) in V1_VARIANTS.items():
+    _params, _macs = V1_COUNTS[(_groups, _scale)]
     _published, _rtol = V1_PUBLISHED.get(_name, (_params, 0.0))
     register_model(shufflenet_v1, name=_name, family="shufflenet_v1", paper=_V1_PAPER,
                    defaults=dict(groups=_groups, scale=_scale), reference_params=_published,

@@ -4,7 +4,7 @@ import pytest
 
 import catalog
 from catalog.registry import count_params, get_entry
-from catalog.shufflenet import REPEATS, STEM, V1_CHANNELS, V2_CHANNELS, V1_VARIANTS
+from catalog.shufflenet import REPEATS, STEM, V1_CHANNELS, V1_COUNTS, V1_VARIANTS, V2_CHANNELS
 
 
 def v1_params(groups, scale, classes=1000):
@@ -36,8 +36,11 @@ def v2_params(scale, classes=1000):
 
 
 def test_v1_closed_form_matches_registered_counts():
-    for name, (groups, scale, params, _) in V1_VARIANTS.items():
-        assert v1_params(groups, scale) == params, name
+    for (groups, scale), (params, _) in V1_COUNTS.items():
+        assert v1_params(groups, scale) == params, (groups, scale)
+    for name, (groups, scale) in V1_VARIANTS.items():
+        if name != "shufflenet_v1":
+            assert get_entry(name).reference_params == v1_params(groups, scale)
     assert v1_params(3, 1.0) == 1_865_728  # "about 1.9M" in the paper / authors' code
     entry = get_entry("shufflenet_v1")
     assert abs(1_865_728 - entry.reference_params) <= entry.reference_params_rtol * entry.reference_params
