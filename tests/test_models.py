@@ -22,6 +22,7 @@ SMALL: dict[str, dict] = {
     "octresnet": dict(width=16, depths=(1, 1, 1, 1)),
     **dict.fromkeys(("resnet", "resnet_v2", "resnet_cifar", "senet", "cbam"), dict(width=16, depths=(2, 1, 1))),
     "dpn": dict(k_sec=(1, 1, 1, 1), k_r=32, groups=8),
+    "densenet": dict(blocks=(2, 2, 2, 2), growth_rate=8),
 }
 
 # Models whose default build is too heavy for CI's 2 cores; asserted with -m slow.
