@@ -11,6 +11,11 @@
 - ``cifar_resnet``: the CIFAR nets at 32x32x3 and 10 classes: ResNet-20/32/44/56/110 (He et al. 2016,
   section 4.2: 3x3 stem of 16, three stages of n basic blocks with 16-32-64 channels, option A shortcuts),
   pre-activation ResNet-18 (64-128-256-512) and WRN-28-10 (Zagoruyko & Komodakis 2016).
+
+Exact trainable counts where the reference publishes only a rounded or other-layout figure:
+resnet50_v2 / 101_v2 / 152_v2 25,568,360 / 44,577,896 / 60,236,904 (= keras.applications' trainable weights);
+resnet20 / 32 / 44 / 56 / 110 269,722 / 464,154 / 658,586 / 853,018 / 1,727,962 (option A);
+preact_resnet18 11,172,170 (with the final BN-ReLU of the paper); wrn28_10 36,479,194.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from catalog.registry import register_model
 
 HE2016 = "He et al. 2016, Deep Residual Learning for Image Recognition, CVPR"
 HE2016_V2 = "He et al. 2016, Identity Mappings in Deep Residual Networks, ECCV"
+WRN = "Zagoruyko & Komodakis 2016, Wide Residual Networks, BMVC"
 TORCHVISION_MACS = "torchvision docs (GFLOPS = MACs)"
 
 # name: (builder keywords, reference trainable params, reference MACs)
@@ -180,8 +186,9 @@ def resnet_v2(depths: Sequence[int] = (3, 4, 6, 3), width: int = 64, drop_path_r
     return build_classifier(backbone, **kwargs)
 
 
-def cifar_resnet(depths: Sequence[int] = (3, 3, 3), width: int = 16, width_factor: int = 1, block: str = "basic", shortcut: str = "zero_pad", block_dropout: float = 0.0,
-                 drop_path_rate: float = 0.0, attention: Callable | None = None, **kwargs):
+def cifar_resnet(depths: Sequence[int] = (3, 3, 3), width: int = 16, width_factor: int = 1, block: str = "basic",
+                 shortcut: str = "zero_pad", block_dropout: float = 0.0, drop_path_rate: float = 0.0,
+                 attention: Callable | None = None, **kwargs):
     """CIFAR ResNet: 3x3 stem, stages of basic or pre-activation basic blocks (stride 2 from stage 2), GAP, FC.
 
     ``block="basic"`` is He et al. 2016's CIFAR ResNet (stem conv-BN-ReLU, post-activation blocks);
@@ -238,8 +245,7 @@ for _name, (_row, _params, _macs) in VARIANTS.items():
     register_model(resnet, name=_name, family="resnet",
                    paper=("Xie et al. 2017, Aggregated Residual Transformations for Deep Neural Networks, CVPR"
                           if _name.startswith("resnext") else
-                          "Zagoruyko & Komodakis 2016, Wide Residual Networks, BMVC"
-                          if _name.startswith("wide") else HE2016),
+                          WRN if _name.startswith("wide") else HE2016),
                    input_shape=(224, 224, 3), defaults=_row, reference_params=_params,
                    reference_params_source=f"torchvision {_name}", reference_macs=_macs,
                    reference_macs_source=TORCHVISION_MACS, min_input_size=32, preprocessing="torch")
@@ -253,12 +259,13 @@ for _name, (_depths, _exact, _published) in VARIANTS_V2.items():
                    min_input_size=32, preprocessing="tf")
 
 for _name, (_row, _exact, _published, _rtol) in VARIANTS_CIFAR.items():
-    _source = f"this implementation ({'pre-activation basic blocks, projection shortcuts' if 'block' in _row else 'option A zero-padding shortcuts'}): exactly {_exact:,}"
+    _paper = WRN if _name.startswith("wrn") else HE2016_V2 if _name.startswith("preact") else HE2016
+    _layout = ("pre-activation basic blocks, 1x1 projections" if "block" in _row
+               else "option A zero-padding shortcuts")
+    _source = f"this implementation ({_layout}): exactly {_exact:,}"
     if _published:
-        _source = f"{'Zagoruyko & Komodakis 2016 Table' if _name.startswith('wrn') else 'He et al. 2016 Table 6'}: {_published / 1e6:g}M; {_source}"
-    register_model(cifar_resnet, name=_name, family="resnet_cifar",
-                   paper=("Zagoruyko & Komodakis 2016, Wide Residual Networks, BMVC" if _name.startswith("wrn")
-                          else HE2016_V2 if _name.startswith("preact") else HE2016),
+        _source = f"{_paper.split(',')[0]}: {_published / 1e6:g}M; {_source}"
+    register_model(cifar_resnet, name=_name, family="resnet_cifar", paper=_paper,
                    input_shape=(32, 32, 3), num_classes=10, defaults=_row,
                    reference_params=_published or _exact, reference_params_rtol=_rtol,
                    reference_params_source=_source, min_input_size=8, preprocessing="torch")
