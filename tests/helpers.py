@@ -8,6 +8,10 @@ import tempfile
 
 import keras
 import numpy as np
+import pytest
+
+# Registered models above this many parameters are built at full size only under -m slow.
+HEAVY_PARAMS = 100_000_000
 
 
 def n_params(model_or_layer, trainable: bool = True) -> int:
@@ -73,3 +77,13 @@ def keras_round_trip(model, x):
     for u, v in zip(a if isinstance(a, (list, tuple)) else [a], b if isinstance(b, (list, tuple)) else [b]):
         np.testing.assert_allclose(np.asarray(u), np.asarray(v), rtol=1e-5, atol=1e-5)
     return loaded
+
+
+def reference_case(name):
+    """A parametrized case that builds ``name`` at its defaults: slow when huge, one xdist group per name
+    (so the cached model_info card is built once per process and shared by the tests of that name)."""
+    from catalog.registry import get_entry
+
+    ref = get_entry(name).reference_params
+    marks = [pytest.mark.slow] if ref and ref > HEAVY_PARAMS else []
+    return pytest.param(name, marks=[*marks, pytest.mark.xdist_group(name)], id=name)

@@ -9,8 +9,8 @@ from keras import layers, ops
 import catalog
 from catalog.flops import count_macs, layer_macs
 from catalog.registry import get_entry
+from helpers import reference_case
 
-HEAVY_PARAMS = 100_000_000  # as tests/test_models.py: heavier builds are asserted with -m slow
 
 
 def _model(layer, shape):
@@ -129,16 +129,10 @@ def test_lenet5_by_hand():
     assert catalog.model_info("lenet5").macs == 416_520
 
 
-def _macs_case(name):
-    ref = get_entry(name).reference_params
-    marks = [pytest.mark.slow] if ref and ref > HEAVY_PARAMS else []
-    return pytest.param(name, marks=marks, id=name)
-
-
 WITH_MACS = [n for n in catalog.list_models() if get_entry(n).reference_macs]
 
 
-@pytest.mark.parametrize("name", [_macs_case(n) for n in WITH_MACS])
+@pytest.mark.parametrize("name", [reference_case(n) for n in WITH_MACS])
 def test_reference_macs_within_5_percent(name):
     # The card's MACs (count_macs of the model at its defaults); model_info is cached, so the registry
     # tests of tests/test_models.py reuse this build.

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 import catalog
-from catalog.registry import count_params, feature_reduction, get_entry
-from helpers import assert_all_gradients, keras_round_trip, random_input
+from catalog.registry import feature_reduction, get_entry
+from helpers import assert_all_gradients, keras_round_trip, random_input, reference_case
 
 CLASSIFIERS = catalog.list_models(task="classification")
 
@@ -25,9 +25,6 @@ SMALL: dict[str, dict] = {
     "densenet": dict(blocks=(2, 2, 2, 2), growth_rate=8),
 }
 
-# Models whose default build is too heavy for CI's 2 cores; asserted with -m slow.
-HEAVY_PARAMS = 100_000_000
-
 
 def small_kwargs(name):
     entry = get_entry(name)
@@ -40,16 +37,12 @@ def small_shape(name):
     return (size, size, entry.input_shape[2])
 
 
-def reference_case(name):
-    ref = get_entry(name).reference_params
-    marks = [pytest.mark.slow] if ref and ref > HEAVY_PARAMS else []
-    return pytest.param(name, marks=marks, id=name)
-
-
 @pytest.mark.parametrize("name", [reference_case(n) for n in CLASSIFIERS if get_entry(n).reference_params])
 def test_reference_parameter_count(name):
+    # model_info builds the model at its defaults once per process; the flops and features tests of the
+    # same name run in the same xdist group and reuse it.
     entry = get_entry(name)
-    count = count_params(catalog.create_model(name))
+    count = catalog.model_info(name).params
     if entry.reference_params_rtol:
         assert abs(count - entry.reference_params) <= entry.reference_params_rtol * entry.reference_params, (
             count, entry.reference_params)
@@ -73,23 +66,23 @@ def test_too_small_input_names_the_minimum(name):
         catalog.create_model(name, input_shape=(32, 32, entry.input_shape[2]))
 
 
-@pytest.mark.parametrize("name", [n for n in CLASSIFIERS if "features_only" in catalog.registry.accepted_kwargs(n)])
+@pytest.mark.parametrize("name", [reference_case(n) for n in CLASSIFIERS
+                                  if "features_only" in catalog.registry.accepted_kwargs(n)])
 def test_features_only_matches_card(name):
     entry = get_entry(name)
-    size = max(64, entry.min_input_size or 0)
-    size = -(-size // 32) * 32
+    size = -(-max(64, entry.min_input_size or 0) // 32) * 32
     feats = catalog.create_model(name, features_only=True, input_shape=(size, size, entry.input_shape[2]),
                                  **small_kwargs(name))
-    card_like = catalog.create_model(name, features_only=True, **small_kwargs(name))
-    default_h = entry.input_shape[0]
     channels = [int(t.shape[-1]) for t in feats.outputs]
-    assert channels == [int(t.shape[-1]) for t in card_like.outputs]
-    reductions = [feature_reduction(default_h, t.shape[1]) for t in card_like.outputs]
-    assert reductions == sorted(reductions), "stages must go from shallow to deep"
-    if not small_kwargs(name):
+    if small_kwargs(name):  # the card describes the full width: compare with the reduced net at default size
+        default = catalog.create_model(name, features_only=True, **small_kwargs(name)).outputs
+        expected = [int(t.shape[-1]) for t in default]
+        reductions = [feature_reduction(entry.input_shape[0], t.shape[1]) for t in default]
+    else:
         card = catalog.model_info(name)
-        assert tuple(channels) == card.feature_channels
-        assert tuple(reductions) == card.feature_reductions
+        expected, reductions = list(card.feature_channels), list(card.feature_reductions)
+    assert channels == expected
+    assert reductions == sorted(reductions), "stages go from shallow to deep"
 
 
 _AUTO_NAME = re.compile(r"^(conv2d|dense|batch_normalization|re_lu|relu|add|concatenate|activation|"
