@@ -76,6 +76,13 @@ def pad_symmetric(x, kernel_size: int, dilation: int = 1, name: str | None = Non
     return layers.ZeroPadding2D(pad, name=name)(x) if pad else x
 
 
+def max_pool_ceil(x, name: str, pool_size: int = 3, strides: int = 2):
+    """Max pooling with Caffe/PyTorch ``ceil_mode``: a zero row and column on the bottom/right, then a
+    valid pool. Exact for non-negative inputs (after a ReLU), where the zeros never win."""
+    x = layers.ZeroPadding2D(((0, strides - 1), (0, strides - 1)), name=f"{name}_pad")(x)
+    return layers.MaxPooling2D(pool_size, strides=strides, name=name)(x)
+
+
 def conv_bn_act(x, filters: int, kernel_size=3, strides=1, *, name: str, groups: int = 1,
                 dilation: int = 1, padding: str = "same", activation: str | None = "relu",
                 norm: bool = True, use_bias: bool | None = None, depthwise: bool = False):

@@ -22,8 +22,8 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from catalog.blocks.layers import conv_bn_act
-from catalog.classifier import build_classifier
+from catalog.blocks.layers import conv_bn_act, max_pool_ceil
+from catalog.classifier import build_classifier, fc_head
 from catalog.registry import register_model
 
 
@@ -66,29 +66,7 @@ class LocalResponseNormalization(layers.Layer):
                 "alpha": self.alpha, "beta": self.beta}
 
 
-def max_pool_ceil(x, name: str, pool_size: int = 3, strides: int = 2):
-    """Max pooling with Caffe/PyTorch ``ceil_mode``: a zero row and column on the bottom/right, then a
-    valid pool. Exact for non-negative inputs (after a ReLU), where the zeros never win."""
-    x = layers.ZeroPadding2D(((0, strides - 1), (0, strides - 1)), name=f"{name}_pad")(x)
-    return layers.MaxPooling2D(pool_size, strides=strides, name=name)(x)
 
-
-def fc_head(units=(4096, 4096), dropout_before: bool = False):
-    """Flatten -> [FC -> ReLU -> dropout] per hidden layer -> FC classes (``dropout_before`` puts each dropout
-    before its FC, as torchvision's AlexNet does)."""
-
-    def head(x, num_classes, dropout):
-        x = layers.Flatten(name="head_flatten")(x)
-        for i, width in enumerate(units, start=1):
-            if dropout and dropout_before:
-                x = layers.Dropout(dropout, name=f"head_fc{i}_drop")(x)
-            x = layers.Dense(width, name=f"head_fc{i}")(x)
-            x = layers.ReLU(name=f"head_fc{i}_act")(x)
-            if dropout and not dropout_before:
-                x = layers.Dropout(dropout, name=f"head_fc{i}_drop")(x)
-        return layers.Dense(num_classes, name="head_fc")(x)
-
-    return head
 
 
 # Conv layers as (filters, kernel, stride, padding, grouped); "lrn"/"pool" steps; grouped convs take `groups`.

@@ -28,6 +28,33 @@ def default_head(x, num_classes: int, dropout: float = 0.0):
     return layers.Dense(num_classes, name="head_fc")(x)
 
 
+def fc_head(units=(4096, 4096), dropout_before: bool = False):
+    """Flatten -> [FC -> ReLU -> dropout] per hidden layer -> FC classes (``dropout_before`` puts each dropout
+    before its FC, as torchvision's AlexNet does)."""
+
+    def head(x, num_classes, dropout):
+        x = layers.Flatten(name="head_flatten")(x)
+        for i, width in enumerate(units, start=1):
+            if dropout and dropout_before:
+                x = layers.Dropout(dropout, name=f"head_fc{i}_drop")(x)
+            x = layers.Dense(width, name=f"head_fc{i}")(x)
+            x = layers.ReLU(name=f"head_fc{i}_act")(x)
+            if dropout and not dropout_before:
+                x = layers.Dropout(dropout, name=f"head_fc{i}_drop")(x)
+        return layers.Dense(num_classes, name="head_fc")(x)
+
+    return head
+
+
+def conv_head(x, num_classes, dropout=0.0):
+    """NiN head: [dropout] -> 1x1 conv to the classes (bias) -> ReLU -> global average pooling."""
+    if dropout:
+        x = layers.Dropout(dropout, name="head_drop")(x)
+    x = layers.Conv2D(num_classes, 1, name="head_conv")(x)
+    x = layers.ReLU(name="head_act")(x)
+    return layers.GlobalAveragePooling2D(name="head_pool")(x)
+
+
 def _check_input_shape(input_shape, min_size: int | None, model_name: str, fixed: bool):
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (height, width, channels); got {input_shape!r}.")

@@ -14,9 +14,8 @@ maxpool -> 384@3x3-384-384 -> maxpool -> dropout -> 1024@3x3-1024-classes -> glo
 
 from keras import layers
 
-from catalog.alexnet import max_pool_ceil
-from catalog.blocks.layers import conv_bn_act
-from catalog.classifier import build_classifier
+from catalog.blocks.layers import conv_bn_act, max_pool_ceil
+from catalog.classifier import build_classifier, conv_head
 from catalog.registry import register_model
 
 # Blocks as (filters of the conv and its two 1x1 convs, kernel, stride, padding, pool after, dropout after).
@@ -39,15 +38,6 @@ VARIANTS = {
                 source="this implementation (Caffe model zoo NiN ImageNet: 96-96-96 / 256-256-256 / "
                        "384-384-384 / 1024-1024-1000)"),
 }
-
-
-def conv_head(x, num_classes, dropout=0.0):
-    """NiN head: [dropout] -> 1x1 conv to the classes (bias) -> ReLU -> global average pooling."""
-    if dropout:
-        x = layers.Dropout(dropout, name="head_drop")(x)
-    x = layers.Conv2D(num_classes, 1, name="head_conv")(x)
-    x = layers.ReLU(name="head_act")(x)
-    return layers.GlobalAveragePooling2D(name="head_pool")(x)
 
 
 def nin(layout: str = "cifar", dropout: float = 0.5, **kwargs):

@@ -9,11 +9,9 @@ pool (NiN's ``conv_head``). Max pools are 3x3/2 with PyTorch's ceil_mode (``max_
 output channels match).
 """
 
-from catalog.alexnet import max_pool_ceil
 from catalog.blocks.fire import fire
-from catalog.blocks.layers import conv_bn_act
-from catalog.classifier import build_classifier
-from catalog.nin import conv_head
+from catalog.blocks.layers import conv_bn_act, max_pool_ceil
+from catalog.classifier import build_classifier, conv_head
 from catalog.registry import register_model
 
 # Fire modules as (squeeze, expand1x1, expand3x3), fire2..fire9; the same in both versions.

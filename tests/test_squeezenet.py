@@ -6,7 +6,7 @@ import pytest
 
 import catalog
 from catalog.registry import count_params
-from catalog.alexnet import max_pool_ceil
+from catalog.blocks.layers import max_pool_ceil
 from helpers import random_input
 
 
