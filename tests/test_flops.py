@@ -45,6 +45,13 @@ def test_closed_form_per_layer(layer, shape, expected):
 
 
 @pytest.mark.jax
+def test_dot_counts_the_contraction():
+    # Non-local attention's products: (N, 6, 4) x (N, 5, 4) over the last axes -> 6 * 5 outputs of 4 MACs.
+    a, b = keras.Input((6, 4)), keras.Input((5, 4))
+    model = keras.Model([a, b], layers.Dot(axes=(2, 2))([a, b]))
+    assert count_macs(model) == 6 * 5 * 4
+
+
 def test_elementwise_counts_only_on_request():
     x = keras.Input((6, 6, 8))
     a = layers.BatchNormalization(name="bn")(x)
