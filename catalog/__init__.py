@@ -4,6 +4,12 @@
     catalog.list_models("*resnet*", task="classification")
     model = catalog.create_model("resnet20", num_classes=10)
     card = catalog.model_info("resnet20")
+    report_dir = catalog.evaluate("runs/demo/model.keras", "shapes", out_dir="runs/eval")
+
+Where things are: ``catalog.models`` (architectures), ``catalog.blocks`` (reusable blocks),
+``catalog.datasets`` (loaders and generated data), ``catalog.evaluation`` (metrics and reports); the
+jobs sit here, one module each (``scoring`` is the evaluate job, ``demo``), with ``registry``, ``cli``
+and ``flops``.
 """
 
 from catalog.registry import (  # noqa: F401
@@ -16,3 +22,12 @@ from catalog.registry import (  # noqa: F401
 )
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # The jobs import TensorFlow and the datasets; load them on first use so `import catalog` stays light.
+    if name == "evaluate":
+        from catalog.scoring import evaluate
+
+        return evaluate
+    raise AttributeError(f"module 'catalog' has no attribute {name!r}")

@@ -79,7 +79,7 @@ def cmd_demo(args):
 
 
 def cmd_evaluate(args):
-    from catalog.evaluate import evaluate
+    from catalog.scoring import evaluate
 
     out = evaluate(args.model, args.data, task=args.task, out_dir=args.out, split=args.split,
                    image_size=args.image_size, batch_size=args.batch_size, weights=args.weights,

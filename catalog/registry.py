@@ -2,7 +2,8 @@
 
 Family modules register builders with :func:`register_model`; users call :func:`create_model`,
 :func:`list_models` and :func:`model_info`. Family modules are discovered (every module of the
-``catalog`` package is imported once, on the first registry query), so adding a family is adding a file.
+``catalog.models`` package is imported once, on the first registry query), so adding a family is adding
+a file there.
 """
 
 from __future__ import annotations
@@ -19,10 +20,6 @@ from typing import Any, Callable
 
 TASKS = ("classification", "detection", "segmentation", "restoration", "generation", "embedding",
          "video", "early_exit")
-
-# Modules of the catalog package that hold no architectures (skipped by discovery to keep imports light).
-_NOT_FAMILIES = {"cli", "registry", "__main__", "classifier", "demo", "evaluate", "flops"}
-
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
@@ -124,11 +121,11 @@ def _discover() -> None:
     if _DISCOVERED:
         return
     _DISCOVERED = True
-    import catalog
+    import catalog.models
 
-    for info in sorted(pkgutil.iter_modules(catalog.__path__), key=lambda m: m.name):
-        if info.name not in _NOT_FAMILIES and not info.name.startswith("_") and not info.ispkg:
-            importlib.import_module(f"catalog.{info.name}")
+    for info in sorted(pkgutil.iter_modules(catalog.models.__path__), key=lambda m: m.name):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"catalog.models.{info.name}")
 
 
 def _entry(name: str) -> ModelEntry:
@@ -159,13 +156,13 @@ def accepted_kwargs(name: str) -> list[str]:
     """The keywords ``create_model(name, ...)`` accepts.
 
     A builder with ``**kwargs`` forwards them to its task's assembly (for classification,
-    :func:`catalog.classifier.build_classifier`), whose public keywords are accepted too.
+    :func:`catalog.models.classifier.build_classifier`), whose public keywords are accepted too.
     """
     entry = _entry(name)
     params = inspect.signature(entry.builder).parameters
     accepted = {p for p, v in params.items() if v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD)}
     if _forwards_kwargs(entry):
-        from catalog.classifier import PUBLIC_KEYWORDS
+        from catalog.models.classifier import PUBLIC_KEYWORDS
         accepted |= set(PUBLIC_KEYWORDS)
     return sorted(accepted)
 

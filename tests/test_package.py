@@ -1,4 +1,5 @@
-"""Layout: one `catalog` namespace; no top-level `datasets`/`blocks`/`evaluation` packages of ours."""
+"""Layout: one `catalog` namespace (models, blocks, datasets, evaluation under it), a small `catalog/`
+of jobs, and no top-level `datasets`/`blocks`/`evaluation` packages of ours."""
 
 import importlib.util
 import os
@@ -47,5 +48,31 @@ def test_wheel_installs_everything_under_catalog(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top = {n.split("/")[0] for n in names}
     assert top == {"catalog", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
-    for sub in ("blocks", "datasets", "evaluation"):
+    for sub in ("models", "blocks", "datasets", "evaluation"):
         assert f"catalog/{sub}/__init__.py" in names
+    assert "catalog/models/resnet.py" in names
+
+
+def test_catalog_holds_the_public_surface_and_jobs_only():
+    folder = os.path.dirname(os.path.abspath(catalog.__file__))
+    modules = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
+    assert len(modules) <= 12, modules
+    assert "registry.py" in modules and "cli.py" in modules
+
+
+def test_every_registered_builder_lives_in_catalog_models():
+    from catalog.registry import _REGISTRY, list_models
+
+    names = list_models()
+    assert len(names) >= 77
+    outside = sorted(n for n in names if not _REGISTRY[n].builder.__module__.startswith("catalog.models."))
+    assert outside == []
+
+
+def test_evaluate_job_is_public_and_lazy():
+    import subprocess
+    import sys
+
+    code = ("import sys, catalog; assert 'tensorflow' not in sys.modules; "
+            "from catalog.scoring import evaluate; assert catalog.evaluate is evaluate")
+    subprocess.run([sys.executable, "-c", code], check=True)

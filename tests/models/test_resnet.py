@@ -11,7 +11,7 @@ import pytest
 import catalog
 from catalog.blocks import attention
 from catalog.registry import count_params, get_entry
-from catalog.resnet import VARIANTS_CIFAR, VARIANTS_V2
+from catalog.models.resnet import VARIANTS_CIFAR, VARIANTS_V2
 
 
 def cifar_resnet_params(n, classes=10):

@@ -11,7 +11,7 @@ from keras import layers
 
 from catalog.blocks.dense import dense_block, transition
 from catalog.blocks.layers import act, batch_norm, conv_bn_act
-from catalog.classifier import build_classifier
+from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
 _PAPER = "Huang et al. 2017, Densely Connected Convolutional Networks, CVPR"

@@ -1,6 +1,6 @@
 """Evaluate a model on a dataset and write a report folder (``catalog evaluate``).
 
-    from catalog.evaluate import evaluate
+    from catalog.scoring import evaluate
     evaluate("runs/demo/model.keras", "shapes", task="classification", out_dir="runs/eval")
 
 Model outputs by task: classification (N, C) probabilities or logits; segmentation (N, H, W, C) scores

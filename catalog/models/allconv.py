@@ -10,7 +10,7 @@ classes@1x1 -> global average pool (NiN's ``conv_head``). Convs carry biases and
 from keras import layers
 
 from catalog.blocks.layers import conv_bn_act
-from catalog.classifier import build_classifier, conv_head
+from catalog.models.classifier import build_classifier, conv_head
 from catalog.registry import register_model
 
 # (filters, kernel, stride, padding); the head's 1x1 conv to the classes follows.

@@ -15,7 +15,7 @@ weights, no slicing layer).
 from keras import layers
 
 from catalog.blocks.layers import act, batch_norm, conv_bn_act, norm_defaults, pad_symmetric
-from catalog.classifier import build_classifier
+from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
 VARIANTS = {
@@ -78,7 +78,7 @@ def dpn(small: bool = False, init_features: int = 64, k_r: int = 96, groups: int
         groups: groups of the 3x3 convs.
         k_sec: blocks per stage.
         inc_sec: dense-path growth per block, per stage.
-        **kwargs: the classification keywords of :func:`catalog.classifier.build_classifier`.
+        **kwargs: the classification keywords of :func:`catalog.models.classifier.build_classifier`.
     """
     if len(k_sec) != 4 or any(not isinstance(k, int) or k < 1 for k in k_sec):
         raise ValueError(f"k_sec must be four positive integers; got {k_sec!r}.")

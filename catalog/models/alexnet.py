@@ -23,7 +23,7 @@ import keras
 from keras import layers, ops
 
 from catalog.blocks.layers import conv_bn_act, max_pool_ceil
-from catalog.classifier import build_classifier, fc_head
+from catalog.models.classifier import build_classifier, fc_head
 from catalog.registry import register_model
 
 

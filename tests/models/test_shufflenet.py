@@ -4,7 +4,7 @@ import pytest
 
 import catalog
 from catalog.registry import count_params, get_entry
-from catalog.shufflenet import REPEATS, STEM, V1_CHANNELS, V1_COUNTS, V1_VARIANTS, V2_CHANNELS
+from catalog.models.shufflenet import REPEATS, STEM, V1_CHANNELS, V1_COUNTS, V1_VARIANTS, V2_CHANNELS
 
 
 def v1_params(groups, scale, classes=1000):

@@ -13,7 +13,7 @@ from keras import layers
 
 from catalog.blocks.layers import conv_bn_act, pad_symmetric
 from catalog.blocks.octave import octave_bottleneck
-from catalog.classifier import build_classifier
+from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
 VARIANTS = {
@@ -41,7 +41,7 @@ def oct_resnet(alpha: float = 0.5, depths=(3, 4, 6, 3), width: int = 64, **kwarg
         alpha: low-frequency ratio of stages 1-3, in [0, 1) (0 gives the vanilla ResNet).
         depths: bottlenecks per stage.
         width: width of the first stage's bottleneck (64 for ResNet-50).
-        **kwargs: the classification keywords of :func:`catalog.classifier.build_classifier`.
+        **kwargs: the classification keywords of :func:`catalog.models.classifier.build_classifier`.
     """
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha < 1.0:
         raise ValueError(f"alpha must be a number in [0, 1); got {alpha!r}.")

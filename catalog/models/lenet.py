@@ -8,7 +8,7 @@ that no modern implementation keeps): 61,706 trainable parameters. Scaled tanh a
 
 from keras import layers
 
-from catalog.classifier import build_classifier
+from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
 

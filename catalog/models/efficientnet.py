@@ -14,7 +14,7 @@ import math
 
 from catalog.blocks.depthwise import mbconv
 from catalog.blocks.layers import conv_bn_act, make_divisible, norm_defaults
-from catalog.classifier import build_classifier
+from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
 # B0 rows (kernel, repeats, out channels, expansion, first stride) of the paper's Table 1.

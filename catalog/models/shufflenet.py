@@ -19,7 +19,7 @@ from keras import layers
 
 from catalog.blocks.layers import conv_bn_act
 from catalog.blocks.shuffle import shufflenet_v1_unit, shufflenet_v2_unit
-from catalog.classifier import build_classifier
+from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
 REPEATS = (4, 8, 4)

@@ -1,4 +1,4 @@
-"""catalog.evaluate end to end on generated shapes (tiny models), and the `catalog evaluate` command."""
+"""catalog.scoring (the evaluate job) end to end on generated shapes (tiny models), and the `catalog evaluate` command."""
 
 import json
 import keras
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from catalog import datasets
-from catalog.evaluate import evaluate
+from catalog.scoring import evaluate
 
 SIZE = 32
 
@@ -85,7 +85,7 @@ def test_cli_evaluate(tmp_path, capsys):
 
 
 def test_inception_score_and_fid_of_images_through_any_network():
-    from catalog.evaluate import fid_of_images, inception_score_of_images
+    from catalog.scoring import fid_of_images, inception_score_of_images
     from catalog.evaluation import fid, inception_score
 
     rng = np.random.default_rng(0)

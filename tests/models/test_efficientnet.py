@@ -8,7 +8,7 @@ import pytest
 
 import catalog
 from catalog.blocks.layers import DropPath, make_divisible
-from catalog.efficientnet import ROWS, VARIANTS
+from catalog.models.efficientnet import ROWS, VARIANTS
 from catalog.registry import get_entry
 
 

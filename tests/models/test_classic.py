@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import catalog
-from catalog.alexnet import LocalResponseNormalization
+from catalog.models.alexnet import LocalResponseNormalization
 from catalog.registry import count_params
-from catalog.vgg import bn_conv_biases
+from catalog.models.vgg import bn_conv_biases
 from helpers import keras_round_trip, random_input
 
 

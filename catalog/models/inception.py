@@ -17,7 +17,7 @@ from keras import layers
 
 from catalog.blocks import inception as blocks
 from catalog.blocks.layers import conv_bn_act, norm_defaults
-from catalog.classifier import build_classifier
+from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
 # keras.applications (TF-slim): BatchNormalization(scale=False), Keras' eps 1e-3 and momentum 0.99.

@@ -17,7 +17,7 @@ from keras import layers
 
 from catalog.blocks.depthwise import bneck, inverted_residual, separable
 from catalog.blocks.layers import act, conv_bn_act, make_divisible, norm_defaults
-from catalog.classifier import build_classifier
+from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
 # v1: per stage (filters, stride) of the separable convs; stages end at reductions 2, 4, 8, 16, 32.

@@ -10,7 +10,7 @@ have no bias; BatchNorm is Keras' (eps 1e-3, momentum 0.99): 22,855,952 trainabl
 from keras import layers
 
 from catalog.blocks.layers import act, batch_norm, conv_bn_act, norm_defaults
-from catalog.classifier import build_classifier
+from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
 ENTRY = ((128, 128), (256, 256), (728, 728))

@@ -1,6 +1,6 @@
 """Attention ResNets: SE-ResNet / SE-ResNeXt (Hu et al. 2018) and CBAM-ResNet (Woo et al. 2018).
 
-:func:`catalog.resnet.resnet` with an attention module on every bottleneck's residual branch, after the
+:func:`catalog.models.resnet.resnet` with an attention module on every bottleneck's residual branch, after the
 last BN and before the addition (the timm / Cadene ``pretrainedmodels`` layout). SE: global average pool,
 1x1 conv C -> C/16 with bias, ReLU, 1x1 conv C/16 -> C with bias, sigmoid, scale. The SE-ResNet and
 CBAM-ResNet bottlenecks stride on the first 1x1 as the papers' Caffe models (and Cadene's ports) do, which
@@ -14,7 +14,7 @@ import functools
 from typing import Sequence
 
 from catalog.blocks import attention as attention_blocks
-from catalog.resnet import resnet
+from catalog.models.resnet import resnet
 from catalog.registry import register_model
 
 ATTENTIONS = {"se": attention_blocks.se, "cbam": attention_blocks.cbam}
@@ -51,7 +51,7 @@ def attention_resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottlen
         drop_path_rate: stochastic depth, growing linearly to this rate over the blocks.
         attention: "se" (Squeeze-and-Excitation) or "cbam".
         ratio: channel reduction ratio r of the attention MLP.
-        **kwargs: :func:`catalog.classifier.build_classifier` keywords.
+        **kwargs: :func:`catalog.models.classifier.build_classifier` keywords.
     """
     if attention not in ATTENTIONS:
         raise ValueError(f"attention must be one of {', '.join(ATTENTIONS)}; got {attention!r}.")

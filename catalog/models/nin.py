@@ -15,7 +15,7 @@ maxpool -> 384@3x3-384-384 -> maxpool -> dropout -> 1024@3x3-1024-classes -> glo
 from keras import layers
 
 from catalog.blocks.layers import conv_bn_act, max_pool_ceil
-from catalog.classifier import build_classifier, conv_head
+from catalog.models.classifier import build_classifier, conv_head
 from catalog.registry import register_model
 
 # Blocks as (filters of the conv and its two 1x1 convs, kernel, stride, padding, pool after, dropout after).

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import catalog
-from catalog.googlenet import MODULES
+from catalog.models.googlenet import MODULES
 from catalog.registry import count_params
 from helpers import random_input
 

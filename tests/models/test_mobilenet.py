@@ -6,7 +6,7 @@ import pytest
 
 import catalog
 from catalog.blocks.layers import make_divisible
-from catalog.mobilenet import V1_STAGES, V2_ROWS, V3_LARGE, V3_SMALL
+from catalog.models.mobilenet import V1_STAGES, V2_ROWS, V3_LARGE, V3_SMALL
 from catalog.registry import count_params, get_entry
 from helpers import random_input
 

@@ -4,7 +4,7 @@ import keras
 import pytest
 
 import catalog
-from catalog.dpn import dual_path_block
+from catalog.models.dpn import dual_path_block
 from helpers import n_params
 
 

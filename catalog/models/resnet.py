@@ -26,7 +26,7 @@ from keras import layers
 
 from catalog.blocks import residual
 from catalog.blocks.layers import act, batch_norm, conv_bn_act, norm_defaults
-from catalog.classifier import build_classifier
+from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
 HE2016 = "He et al. 2016, Deep Residual Learning for Image Recognition, CVPR"
@@ -111,7 +111,7 @@ def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", widt
         stride_on_1x1: put the bottleneck's stride on its first 1x1 (original paper) instead of the 3x3.
         drop_path_rate: stochastic depth, growing linearly to this rate over the blocks.
         attention: ``fn(x, name=...)`` on every block's residual branch (SE, CBAM), or None.
-        **kwargs: :func:`catalog.classifier.build_classifier` keywords.
+        **kwargs: :func:`catalog.models.classifier.build_classifier` keywords.
     """
     if block not in ("basic", "bottleneck"):
         raise ValueError(f"block must be 'basic' or 'bottleneck'; got {block!r}.")
@@ -157,7 +157,7 @@ def resnet_v2(depths: Sequence[int] = (3, 4, 6, 3), width: int = 64, drop_path_r
         width: planes of the first stage; stage i has ``width * 2**i``.
         drop_path_rate: stochastic depth, growing linearly to this rate over the blocks.
         attention: ``fn(x, name=...)`` on every block's residual branch, or None.
-        **kwargs: :func:`catalog.classifier.build_classifier` keywords.
+        **kwargs: :func:`catalog.models.classifier.build_classifier` keywords.
     """
     _check_depths(depths)
     _positive_int(width, "width")
@@ -205,7 +205,7 @@ def cifar_resnet(depths: Sequence[int] = (3, 3, 3), width: int = 16, width_facto
         block_dropout: dropout between the two convs of a pre-activation block (Wide ResNet uses 0.3).
         drop_path_rate: stochastic depth, growing linearly to this rate over the blocks.
         attention: ``fn(x, name=...)`` on every block's residual branch, or None.
-        **kwargs: :func:`catalog.classifier.build_classifier` keywords.
+        **kwargs: :func:`catalog.models.classifier.build_classifier` keywords.
     """
     if block not in ("basic", "preact_basic"):
         raise ValueError(f"block must be 'basic' or 'preact_basic'; got {block!r}.")

@@ -14,7 +14,7 @@ counts are higher by the BatchNorm'd convs' output channels (4,224 for vgg16_bn)
 from keras import layers
 
 from catalog.blocks.layers import conv_bn_act
-from catalog.classifier import build_classifier, fc_head
+from catalog.models.classifier import build_classifier, fc_head
 from catalog.registry import register_model
 
 # Convolutions per stage (64, 128, 256, 512, 512 filters): torchvision cfgs "A", "B", "D", "E".

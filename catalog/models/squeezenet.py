@@ -11,7 +11,7 @@ output channels match).
 
 from catalog.blocks.fire import fire
 from catalog.blocks.layers import conv_bn_act, max_pool_ceil
-from catalog.classifier import build_classifier, conv_head
+from catalog.models.classifier import build_classifier, conv_head
 from catalog.registry import register_model
 
 # Fire modules as (squeeze, expand1x1, expand3x3), fire2..fire9; the same in both versions.

@@ -14,7 +14,7 @@ from keras import layers
 
 from catalog.blocks.inception import inception_v1
 from catalog.blocks.layers import act, conv_bn_act, norm_defaults
-from catalog.classifier import build_classifier, load_weights
+from catalog.models.classifier import build_classifier, load_weights
 from catalog.registry import register_model
 
 # (name, (c1, c3_reduce, c3, c5_reduce, c5, pool_proj)) of Table 1; "pool" is a 3x3/2 max pool.
