@@ -14,7 +14,10 @@ import re
 
 from keras import layers
 
-from catalog.blocks.layers import act, pad_symmetric
+from catalog.blocks.layers import act, conv2d, crop_to, pad_symmetric
+
+
+_HALVE = "pyramid level sizes must halve (rounding up) from level to level"
 
 
 def _levels(features, prefix: str, first_level: int | None, argument: str) -> dict[int, object]:
@@ -38,21 +41,10 @@ def _levels(features, prefix: str, first_level: int | None, argument: str) -> di
     return {k: levels[k] for k in keys}
 
 
-def _crop_to(x, ref, name: str):
-    """Crop the bottom/right of ``x`` to the static height and width of ``ref`` (no layer if they agree)."""
-    (h, w), (rh, rw) = x.shape[1:3], ref.shape[1:3]
-    if None in (h, w, rh, rw) or (h, w) == (rh, rw):
-        return x
-    if h < rh or w < rw:
-        raise ValueError(f"pyramid level sizes must halve (rounding up) from level to level; got "
-                         f"{(rh, rw)} next to a level that gives {(h, w)}.")
-    return layers.Cropping2D(((0, h - rh), (0, w - rw)), name=name)(x)
-
-
 def _conv3x3(x, channels: int, strides: int, name: str):
     """3x3 conv with bias and PyTorch padding 1."""
     x = pad_symmetric(x, 3, name=f"{name}_pad")
-    return layers.Conv2D(channels, 3, strides=strides, name=name)(x)
+    return conv2d(channels, 3, strides, name=name)(x)
 
 
 def fpn(features, channels: int = 256, extra_levels: int = 0, extra_source: str = "p5",
@@ -88,10 +80,10 @@ def fpn(features, channels: int = 256, extra_levels: int = 0, extra_source: str 
     levels = list(inputs)
     merged = {}
     for level in reversed(levels):
-        lateral = layers.Conv2D(channels, 1, name=f"{name}_lateral{level}")(inputs[level])
+        lateral = conv2d(channels, 1, name=f"{name}_lateral{level}")(inputs[level])
         if level + 1 in merged:
             up = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_p{level + 1}_up")(merged[level + 1])
-            up = _crop_to(up, lateral, name=f"{name}_p{level + 1}_crop")
+            up = crop_to(up, lateral, name=f"{name}_p{level + 1}_crop", mismatch=_HALVE)
             lateral = layers.Add(name=f"{name}_p{level}_add")([lateral, up])
         merged[level] = lateral
     outputs = {f"P{level}": _conv3x3(merged[level], channels, 1, f"{name}_output{level}") for level in levels}
@@ -130,7 +122,7 @@ def panet(pyramid, channels: int | None = None, *, name: str = "panet"):
     outputs = {f"N{keys[0]}": n}
     for level in keys[1:]:
         down = act(_conv3x3(n, channels, 2, f"{name}_n{level}_down"), "relu", name=f"{name}_n{level}_down_relu")
-        down = _crop_to(down, levels[level], name=f"{name}_n{level}_crop")
+        down = crop_to(down, levels[level], name=f"{name}_n{level}_crop", mismatch=_HALVE)
         n = layers.Add(name=f"{name}_n{level}_add")([down, levels[level]])
         n = act(_conv3x3(n, channels, 1, f"{name}_n{level}_conv"), "relu", name=f"{name}_n{level}_relu")
         outputs[f"N{level}"] = n

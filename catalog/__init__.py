@@ -30,4 +30,8 @@ def __getattr__(name):
         from catalog.scoring import evaluate
 
         return evaluate
+    if name == "train":
+        from catalog.training import train
+
+        return train
     raise AttributeError(f"module 'catalog' has no attribute {name!r}")

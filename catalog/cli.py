@@ -1,6 +1,7 @@
 """The ``catalog`` command line: a thin layer over the Python API.
 
-Exit codes: 0 ok, 1 a failure (one line on stderr, no traceback), 2 bad usage.
+Exit codes: 0 ok, 1 a bad value or a failure (one sentence on stderr, no traceback), 2 bad usage
+(an unknown option, a malformed number).
 """
 
 from __future__ import annotations
@@ -27,40 +28,84 @@ def _quiet_tensorflow():
         os.close(devnull)
 
 
-def cmd_list(args):
-    from catalog.registry import get_entry, list_models
+def _cards(pattern="*", task=None):
+    """Shipped cards matching ``pattern`` and ``task`` (no Keras import); None if none are shipped."""
+    import fnmatch
 
-    names = list_models(args.pattern, task=args.task)
-    if not names:
+    from catalog.registry import TASKS, shipped_cards
+
+    if task is not None and task not in TASKS:
+        raise ValueError(f"--task must be one of {', '.join(TASKS)}; got {task!r}.")
+    cards = shipped_cards()
+    if not cards:
+        return None
+    return [cards[n] for n in sorted(cards) if fnmatch.fnmatch(n, pattern) and (task is None or cards[n]["task"] == task)]
+
+
+def _number(value, unit=1e6, suffix="M"):
+    return f"{value / unit:,.1f}{suffix}" if value is not None else "-"
+
+
+def cmd_list(args):
+    cards = _cards(args.pattern, args.task)
+    if cards is None:  # no shipped cards: ask the registry (imports the families)
+        _quiet_tensorflow()
+        from catalog.registry import get_entry, list_models, model_info
+
+        cards = [model_info(n).to_dict() if args.verbose else get_entry(n).__dict__
+                 for n in list_models(args.pattern, task=args.task)]
+    if not cards:
         raise ValueError(f"No registered model matches {args.pattern!r}"
                          + (f" with task {args.task!r}." if args.task else "."))
-    for name in names:
-        entry = get_entry(name)
-        print(f"{name:28s} {entry.task:15s} {entry.family}" if args.verbose else name)
+    if args.verbose:
+        print(f"{'name':28s} {'task':15s} {'family':15s} {'params':>9s} {'MACs':>10s} {'input':>12s}  preprocessing")
+    for card in cards:
+        if args.verbose:
+            shape = "x".join(str(v) for v in card["input_shape"])
+            print(f"{card['name']:28s} {card['task']:15s} {card['family']:15s} {_number(card['params']):>9s} "
+                  f"{_number(card['macs']):>10s} {shape:>12s}  {card['preprocessing'] or '-'}")
+        else:
+            print(card["name"])
 
 
 def cmd_info(args):
-    from catalog.registry import model_info
+    card = next(iter(_cards(args.name) or []), None)
+    if card is None or card["name"] != args.name:
+        _quiet_tensorflow()
+        from catalog.registry import model_info
 
-    card = model_info(args.name)
-    ref = (f"{card.reference_params:,} ({card.reference_params_source})"
-           if card.reference_params else "none published")
+        card = model_info(args.name).to_dict()
+    ref = (f"{card['reference_params']:,} ({card['reference_params_source']})"
+           if card["reference_params"] else "none published")
     lines = [
-        ("name", card.name), ("family", card.family), ("task", card.task), ("paper", card.paper),
-        ("input shape", card.input_shape), ("classes", card.num_classes),
-        ("trainable params", f"{card.params:,}"), ("reference params", ref),
-        ("total params", f"{card.total_params:,}"),
-        ("MACs", f"{card.macs / 1e6:,.1f}M" if card.macs is not None else "not counted"),
-        ("feature channels", card.feature_channels), ("feature reductions", card.feature_reductions),
-        ("description", card.description),
+        ("name", card["name"]), ("family", card["family"]), ("task", card["task"]), ("paper", card["paper"]),
+        ("input shape", tuple(card["input_shape"])), ("min input size", card["min_input_size"] or "-"),
+        ("classes", card["num_classes"]),
+        ("trainable params", f"{card['params']:,}"), ("reference params", ref),
+        ("total params", f"{card['total_params']:,}"),
+        ("MACs", f"{card['macs'] / 1e6:,.1f}M" if card["macs"] is not None else "not counted"),
+        ("preprocessing", card["preprocessing"] or "-"), ("eval crop", card["crop_fraction"]),
+        ("feature channels", tuple(card["feature_channels"])),
+        ("feature reductions", tuple(card["feature_reductions"])),
+        ("description", card["description"]),
     ]
-    if card.reference_macs:
-        lines.insert(9, ("reference MACs", f"{card.reference_macs / 1e6:,.1f}M ({card.reference_macs_source})"))
+    if card["reference_macs"]:
+        lines.insert(11, ("reference MACs", f"{card['reference_macs'] / 1e6:,.1f}M ({card['reference_macs_source']})"))
     for key, value in lines:
         print(f"{key + ':':20s} {value}")
 
 
+def _positive(args, *options):
+    """Bad values are errors of the value (exit 1, one sentence), not of the usage."""
+    for option in options:
+        value = getattr(args, option.lstrip("-").replace("-", "_"))
+        if value is not None and value <= 0:
+            raise ValueError(f"{option} must be a positive integer; got {value}.")
+
+
 def cmd_summary(args):
+    _positive(args, "--num-classes")
+    _quiet_tensorflow()
     from catalog.registry import create_model
 
     kwargs = {}
@@ -72,6 +117,8 @@ def cmd_summary(args):
 
 
 def cmd_demo(args):
+    _positive(args, "--epochs")
+    _quiet_tensorflow()
     from catalog.demo import run_demo
 
     out = run_demo(out_dir=args.out, epochs=args.epochs, verbose=0 if args.quiet else 2)
@@ -79,22 +126,92 @@ def cmd_demo(args):
 
 
 def cmd_evaluate(args):
+    _positive(args, "--image-size", "--batch-size", "--max-batches")
+    if args.crop_fraction is not None and not 0.0 < args.crop_fraction <= 1.0:
+        raise ValueError(f"--crop-fraction must be in (0, 1]; got {args.crop_fraction}.")
+    _quiet_tensorflow()
     from catalog.scoring import evaluate
 
     out = evaluate(args.model, args.data, task=args.task, out_dir=args.out, split=args.split,
                    image_size=args.image_size, batch_size=args.batch_size, weights=args.weights,
-                   max_batches=args.max_batches, verbose=0 if args.quiet else 1)
+                   preprocessing=args.preprocessing, crop_fraction=args.crop_fraction,
+                   max_batches=args.max_batches, allow_random_weights=args.allow_random_weights,
+                   verbose=0 if args.quiet else 1)
     print(f"Report written to {out}")
 
 
-def _positive(text: str):
+def cmd_train(args):
+    settings = {k: v for k, v in vars(args).items() if k in _train_fields() and v is not None}
+    for name in ("model_options", "schedule_options"):
+        if name in settings:
+            settings[name] = _json_option(name, settings[name])
+    model = settings.pop("model", None)
+    if args.resume is None and model is None:
+        raise ValueError("train needs a MODEL (a registered name or a .keras file) or --resume DIR.")
+    _quiet_tensorflow()
+    from catalog.training import train
+
+    if args.resume is not None:
+        result = train(resume=args.resume, **settings)
+    else:
+        result = train(model, config_file=args.config, **settings)
+    print(f"Run written to {result.run_dir}")
+
+
+def cmd_lr_find(args):
+    settings = {k: v for k, v in vars(args).items() if k in _train_fields() and v is not None and k not in ("model", "out")}
+    for name in ("model_options", "schedule_options"):
+        if name in settings:
+            settings[name] = _json_option(name, settings[name])
+    _quiet_tensorflow()
+    from catalog.training.lr_find import lr_find
+
+    result = lr_find(args.model, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps,
+                     out_dir=args.out, **settings)
+    print(f"Suggested learning rate: {result.suggested_lr:.3g} (plot: {result.plot})")
+
+
+def _train_fields():
+    from catalog.training.config import FIELDS
+
+    return FIELDS
+
+
+def _json_option(name, text):
+    import json
+
     try:
-        value = int(text)
+        value = json.loads(text)
     except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer; got {text!r}")
+        value = None
+    if not isinstance(value, dict):
+        raise ValueError(f"--{name.replace('_', '-')} must be a JSON object such as '{{\"width\": 8}}'; got {text!r}.")
     return value
+
+
+def _train_arguments(p, skip=()):
+    """One flag per TrainConfig field (``--batch-size`` for ``batch_size``); defaults live in the config."""
+    import dataclasses
+
+    from catalog.training import config as cfg
+
+    choices = {"optimizer": cfg.OPTIMIZERS, "precision": cfg.PRECISIONS, "jit": cfg.JIT,
+               "distribute": cfg.DISTRIBUTE}
+    defaults = cfg.TrainConfig()
+    for field in dataclasses.fields(cfg.TrainConfig):
+        if field.name in ("model", "out", *skip):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        default = getattr(defaults, field.name)
+        shown = f" (default {default})" if default not in (None, {}, "") else ""
+        kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+        if "bool" in kind:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=f"{shown.strip()}")
+        elif "dict" in kind:
+            p.add_argument(flag, metavar="JSON", help=f"JSON object{shown}")
+        else:
+            convert = int if kind.startswith("int") else float if kind.startswith("float") else str
+            p.add_argument(flag, type=convert, choices=choices.get(field.name), help=shown.strip() or None)
 
 
 def _shape(text: str):
@@ -114,7 +231,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list registered model names")
     p.add_argument("pattern", nargs="?", default="*", help="fnmatch pattern, e.g. '*resnet*'")
     p.add_argument("--task", help="only models of this task")
-    p.add_argument("-v", "--verbose", action="store_true", help="also print task and family")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also print task, family, parameters, MACs, default input and preprocessing")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser("info", help="print a model's card: params, MACs, input shape, paper")
@@ -133,13 +251,38 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "voc:PATH or tfds:NAME")
     p.add_argument("--task", default="classification", choices=("classification", "detection", "segmentation"))
     p.add_argument("--out", help="report folder (default: runs/eval-TIMESTAMP)")
-    p.add_argument("--split", default="test")
-    p.add_argument("--image-size", type=_positive, help="input side (default: the model's)")
-    p.add_argument("--batch-size", type=_positive, default=32)
+    p.add_argument("--split", help="default: test, else val; a folder without split folders is evaluated whole")
+    p.add_argument("--image-size", type=int, help="input side (default: the model's)")
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--weights", help="weights file for a registered name")
-    p.add_argument("--max-batches", type=_positive)
+    p.add_argument("--preprocessing", choices=("unit", "torch", "tf", "caffe", "none"),
+                   help="pixel scaling (default: the model's record, else its card's)")
+    p.add_argument("--crop-fraction", type=float,
+                   help="centre-crop fraction, 1.0 = none (default: the model's record, else its card's)")
+    p.add_argument("--max-batches", type=int, help="evaluate a seeded random sample of this many batches")
+    p.add_argument("--allow-random-weights", action="store_true",
+                   help="score a registered name without weights (its scores are chance level)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", help="train a model with model.fit; write a run directory",
+                       description="Train MODEL on --data; flags override --config; --resume DIR continues a run.")
+    p.add_argument("model", nargs="?", help="a registered name or a .keras file")
+    p.add_argument("--out", help="run directory (default: runs/MODEL-TIMESTAMP)")
+    p.add_argument("--config", help="TOML or JSON file of settings (flags override it)")
+    p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    _train_arguments(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("lr-find", help="LR range test: loss against an exponentially growing LR; suggest an LR")
+    p.add_argument("model", help="a registered name or a .keras file")
+    p.add_argument("--out", help="run directory (default: runs/lr-find-TIMESTAMP)")
+    p.add_argument("--start-lr", type=float, default=1e-7)
+    p.add_argument("--end-lr", type=float, default=10.0)
+    p.add_argument("--steps", type=int, default=200)
+    _train_arguments(p, skip=("epochs", "schedule", "lr", "lr_scaling", "warmup_epochs", "schedule_options",
+                              "val_split", "checkpoint_every"))
+    p.set_defaults(func=cmd_lr_find)
 
     p = sub.add_parser("demo", help="train and evaluate a model on generated data; write a report")
     p.add_argument("--out", help="report folder (default: runs/demo-TIMESTAMP)")
@@ -150,7 +293,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    _quiet_tensorflow()
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

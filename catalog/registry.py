@@ -14,7 +14,9 @@ import fnmatch
 import functools
 import importlib
 import inspect
+import json
 import math
+import os
 import pkgutil
 from typing import Any, Callable
 
@@ -40,6 +42,7 @@ class ModelEntry:
     reference_macs_source: str | None = None
     min_input_size: int | None = None
     preprocessing: str | None = None
+    crop_fraction: float | None = None
     description: str = ""
 
 
@@ -69,11 +72,17 @@ class ModelCard:
     feature_reductions: tuple
     min_input_size: int | None
     preprocessing: str | None
+    crop_fraction: float
     defaults: dict
     description: str
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+# What model_info measures on the model built at its defaults; shipped in models/cards.json.
+MEASURED = ("params", "total_params", "macs", "feature_channels", "feature_reductions")
+CARDS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models", "cards.json")
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
@@ -91,7 +100,9 @@ def register_model(fn: Callable | None = None, *, name: str | None = None, famil
     ``input_shape``, ``num_classes``, ``reference_params`` (the published trainable-parameter count,
     exact unless ``reference_params_rtol`` says how close the source is), ``reference_macs`` (published
     multiply-accumulates of one forward pass at ``input_shape``) with their ``*_source``,
-    ``min_input_size`` and ``preprocessing``.
+    ``min_input_size``, ``preprocessing`` (the pixel scaling of the reference weights) and
+    ``crop_fraction`` (their evaluation centre crop; default 0.875, ImageNet's 224 of 256, for inputs of
+    96 px and more, else 1.0).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}.")
@@ -101,6 +112,8 @@ def register_model(fn: Callable | None = None, *, name: str | None = None, famil
         raise ValueError(f"register_model got unknown field(s) {', '.join(unknown)}; "
                          f"accepted: {', '.join(sorted(fields))}.")
     facts["input_shape"] = tuple(facts.get("input_shape", (224, 224, 3)))
+    if facts.get("crop_fraction") is None:
+        facts["crop_fraction"] = 0.875 if facts["input_shape"][0] >= 96 else 1.0
     facts["defaults"] = dict(facts.get("defaults") or {})
 
     def decorate(builder: Callable) -> Callable:
@@ -142,6 +155,9 @@ def list_models(pattern: str = "*", task: str | None = None, family: str | None 
     _discover()
     if task is not None and task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}.")
+    families = sorted({e.family for e in _REGISTRY.values()})
+    if family is not None and family not in families:
+        raise ValueError(f"family must be one of {', '.join(families)}; got {family!r}.")
     return sorted(n for n, e in _REGISTRY.items()
                   if fnmatch.fnmatch(n, pattern) and (task is None or e.task == task)
                   and (family is None or e.family == family))
@@ -167,7 +183,7 @@ def accepted_kwargs(name: str) -> list[str]:
     return sorted(accepted)
 
 
-def create_model(name: str, **kwargs):
+def create_model(name: str, /, **kwargs):
     """Build the registered architecture ``name``; keywords override the registered defaults.
 
     Raises:
@@ -185,7 +201,25 @@ def create_model(name: str, **kwargs):
         options = {"name": name, "default_input_shape": entry.input_shape,
                    "min_input_size": entry.min_input_size, "default_num_classes": entry.num_classes,
                    **options}
-    return entry.builder(**options)
+    model = entry.builder(**options)
+    if options.get("weights") is None and getattr(model, "trainable_weights", None):
+        model._catalog_initial_fingerprint = weights_fingerprint(model)
+    return model
+
+
+def weights_fingerprint(model) -> tuple:
+    """A cheap signature of a model's weights (sums of its first and last trainable weights)."""
+    import numpy as np
+
+    chosen = model.trainable_weights[:2] + model.trainable_weights[-2:]
+    return tuple(float(np.sum(np.asarray(w.numpy(), np.float64))) for w in chosen)
+
+
+def has_random_weights(model) -> bool:
+    """True for a model that ``create_model`` built without weights and that was neither trained nor
+    loaded since (its weights still have their initial values); False for any other model."""
+    initial = getattr(model, "_catalog_initial_fingerprint", None)
+    return initial is not None and weights_fingerprint(model) == initial
 
 
 def get_entry(name: str) -> ModelEntry:
@@ -205,35 +239,79 @@ def count_params(model, trainable: bool = True) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def model_info(name: str) -> ModelCard:
-    """The card of ``name``: registry facts plus params, MACs and feature info measured at its defaults."""
-    import keras
+def measure_card(name: str) -> dict:
+    """Build ``name`` at its defaults and measure the :data:`MEASURED` fields of its card.
 
+    Builds in the caller's Keras session without clearing it: a library function never resets the
+    caller's dtype policy, seeds or session. Cached per process.
+    """
     entry = _entry(name)
     model = create_model(name)
-    params = count_params(model)
-    total = int(model.count_params())
-    macs = None
-    try:
-        from catalog import flops
-    except ImportError:
-        flops = None
-    if flops is not None:
-        macs = int(flops.count_macs(model))
-    channels, reductions = (), ()
-    if "features_only" in accepted_kwargs(name):
-        features = create_model(name, features_only=True)
-        outputs = features.outputs
-        height = entry.input_shape[0]
-        channels = tuple(int(t.shape[-1]) for t in outputs)
-        reductions = tuple(feature_reduction(height, t.shape[1]) for t in outputs)
-        del features
+    measured = {"params": count_params(model), "total_params": int(model.count_params()), "macs": None,
+                "feature_channels": (), "feature_reductions": ()}
+    from catalog import flops
+
+    measured["macs"] = int(flops.count_macs(model))
     del model
-    keras.backend.clear_session()
-    return ModelCard(
-        name=entry.name, family=entry.family, task=entry.task, paper=entry.paper,
-        input_shape=entry.input_shape, num_classes=entry.num_classes, params=params, total_params=total,
-        reference_params=entry.reference_params, reference_params_source=entry.reference_params_source,
-        macs=macs, reference_macs=entry.reference_macs, reference_macs_source=entry.reference_macs_source,
-        feature_channels=channels, feature_reductions=reductions, min_input_size=entry.min_input_size,
-        preprocessing=entry.preprocessing, defaults=dict(entry.defaults), description=entry.description)
+    if "features_only" in accepted_kwargs(name):
+        outputs = create_model(name, features_only=True).outputs
+        height = entry.input_shape[0]
+        measured["feature_channels"] = tuple(int(t.shape[-1]) for t in outputs)
+        measured["feature_reductions"] = tuple(feature_reduction(height, t.shape[1]) for t in outputs)
+    return measured
+
+
+@functools.lru_cache(maxsize=1)
+def shipped_cards() -> dict:
+    """The cards of the registered models as shipped in ``catalog/models/cards.json`` (name -> dict).
+
+    Reading them imports neither Keras nor a family module: the CLI's ``list -v`` and ``info`` use them.
+    A registry-driven test keeps the file equal to what :func:`measure_card` measures;
+    ``python -m catalog.registry --write-cards`` rewrites it.
+    """
+    try:
+        with open(CARDS_FILE, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return {}
+
+
+def _card(entry: ModelEntry, measured: dict) -> ModelCard:
+    facts = {f.name: getattr(entry, f.name) for f in dataclasses.fields(ModelEntry)
+             if f.name not in ("builder", "reference_params_rtol")}
+    measured = {k: tuple(v) if isinstance(v, list) else v for k, v in measured.items() if k in MEASURED}
+    return ModelCard(**facts, **measured)
+
+
+def model_info(name: str, measure: bool = False) -> ModelCard:
+    """The card of ``name``: registry facts plus params, MACs and feature info at its defaults.
+
+    The measured fields come from the shipped cards file (nothing is built) unless ``measure`` is True
+    or the name is not in it (a model registered in your own code): then the model is built once.
+    """
+    entry = _entry(name)
+    measured = None if measure else shipped_cards().get(name)
+    return _card(entry, measured if measured is not None else measure_card(name))
+
+
+def write_cards(path: str = CARDS_FILE, names=None) -> str:
+    """Measure every registered model (or ``names``) and write the shipped cards file; return its path."""
+    cards = dict(shipped_cards()) if names is not None else {}
+    for name in names or list_models():
+        cards[name] = model_info(name, measure=True).to_dict()
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(dict(sorted(cards.items())), f, indent=1, sort_keys=True, default=repr)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    shipped_cards.cache_clear()
+    return path
+
+
+if __name__ == "__main__":
+    import sys
+
+    if sys.argv[1:2] != ["--write-cards"]:
+        sys.exit("usage: python -m catalog.registry --write-cards [NAME ...]")
+    from catalog import registry  # this file runs as __main__; the families register into catalog.registry
+
+    print(registry.write_cards(names=sys.argv[2:] or None))

@@ -22,37 +22,48 @@ import numpy as np
 TASKS = ("classification", "detection", "segmentation")
 
 
-def _load_model(model, num_classes, image_size, weights):
-    """A keras.Model from a model, a ``.keras`` path or a registered name (and its card, if registered)."""
+def _load_model(model, num_classes, image_size, weights, channels=3, allow_random_weights=False):
+    """(keras.Model, card dict or None) from a model, a ``.keras`` path or a registered name."""
     import keras
 
-    from catalog.registry import create_model, list_models, model_info
+    from catalog.registry import create_model, has_random_weights, list_models, model_info
 
     if isinstance(model, keras.Model):
+        if has_random_weights(model) and not allow_random_weights:
+            raise ValueError(_RANDOM.format(what=f"model {model.name!r}"))
         return model, None
     if not isinstance(model, (str, os.PathLike)):
         raise ValueError(f"model must be a keras.Model, a .keras file or a registered name; got {type(model).__name__}.")
     text = os.fspath(model)
     if _is_path(text):
-        if not os.path.isfile(text):
-            raise FileNotFoundError(f"model file not found: {text!r}.")
-        try:
-            return keras.saving.load_model(text, safe_mode=True), None
-        except Exception as err:  # noqa: BLE001 - any failure to read is the file's fault here
-            raise ValueError(f"model file {text!r} could not be loaded as a Keras model: {err}") from None
+        return load_keras_file(text), None
     if text not in list_models():
         raise ValueError(f"model must be a .keras file or a registered name (see `catalog list`); got {text!r}.")
+    if weights is None and not allow_random_weights:
+        raise ValueError(_RANDOM.format(what=f"registered name {text!r} without weights"))
     kwargs = {"num_classes": num_classes}
     if image_size is not None:
-        kwargs["input_shape"] = (*image_size, 3)
+        kwargs["input_shape"] = (*image_size, channels)
     if weights is not None:
         kwargs["weights"] = weights
     return create_model(text, **kwargs), model_info(text).to_dict()
 
 
+_RANDOM = ("{what} has random weights, so its scores would mean nothing; pass weights (a local file, "
+           "--weights) or a trained model, or allow_random_weights=True (--allow-random-weights) to score "
+           "it anyway.")
+
+
+def load_keras_file(path):
+    """See :func:`catalog.saving.load_model`."""
+    from catalog.saving import load_model
+
+    return load_model(path)
+
+
 def _is_path(text) -> bool:
     text = os.fspath(text)
-    return text.endswith(".keras") or os.sep in text or os.path.exists(text)
+    return text.endswith(".keras") or os.sep in text or os.path.exists(os.path.expanduser(text))
 
 
 def _image_size(model_or_name, image_size):
@@ -69,6 +80,35 @@ def _image_size(model_or_name, image_size):
     return None
 
 
+def input_settings(model, record=None, preprocessing=None, crop_fraction=None):
+    """How to prepare images for ``model``: (preprocessing, crop_fraction, notes).
+
+    Each comes from, in order: the argument; the record saved with the model (``catalog.saving``);
+    the card of the registered name the model was built from; else ``unit`` and 1.0. Anything not
+    from an argument or the model's record is said in ``notes`` (printed and written to the report).
+    """
+    from catalog.registry import get_entry, list_models
+
+    record = record or {}
+    name = model if isinstance(model, str) else record.get("model_name")
+    entry = get_entry(name) if name and name in list_models() else None
+    notes, result = [], {}
+    for key, value, fallback in (("preprocessing", preprocessing, "unit"), ("crop_fraction", crop_fraction, 1.0)):
+        if value is not None:
+            result[key] = value
+        elif record.get(key) is not None:
+            result[key] = record[key]
+        elif entry is not None and getattr(entry, key) is not None:
+            result[key] = getattr(entry, key)
+            notes.append(f"{key} {result[key]!r} is the default of the card of {name} (the model carries no "
+                         f"record of its own; pass {key} to override).")
+        else:
+            result[key] = fallback
+            notes.append(f"{key} {fallback!r} is a guess: the model carries no record and no card; pass "
+                         f"{key} to set it.")
+    return result["preprocessing"], float(result["crop_fraction"]), notes
+
+
 def _detections(output):
     if isinstance(output, dict):
         boxes, scores = output["boxes"], output["scores"]
@@ -81,9 +121,11 @@ def _detections(output):
 
 
 def evaluate(model, data, task: str = "classification", out_dir: str | None = None, class_names=None,
-             split: str = "test", image_size=None, batch_size: int = 32, weights: str | None = None,
-             preprocessing: str | None = None, max_batches: int | None = None, num_samples: int = 8,
-             from_logits: bool | None = None, verbose: int = 1, **load_kwargs) -> str:
+             split: str | None = None, image_size=None, batch_size: int = 32, weights: str | None = None,
+             preprocessing: str | None = None, crop_fraction: float | None = None,
+             max_batches: int | None = None, num_samples: int = 8, from_logits: bool | None = None,
+             allow_random_weights: bool = False, seed: int = 0, history: dict | None = None,
+             title: str | None = None, verbose: int = 1, **load_kwargs) -> str:
     """Evaluate ``model`` on ``data`` for ``task``; write report.json/md/html into ``out_dir``; return it.
 
     Args:
@@ -93,51 +135,72 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
         task: ``classification``, ``detection`` or ``segmentation``.
         out_dir: the report folder (default ``runs/eval-TIMESTAMP``).
         class_names: names in class order (default: the dataset's).
-        split, image_size, batch_size, preprocessing: passed to ``catalog.datasets.load`` (image size
-            defaults to the model's input; preprocessing to the model card's, else ``unit``).
-        max_batches: stop after this many batches. num_samples: images in the sample grid.
+        split: default ``catalog.datasets.evaluation_split(data)`` (a flat class folder is evaluated whole).
+        image_size, batch_size: passed to ``catalog.datasets.load`` (image size defaults to the model's
+            input; the number of channels is always the model's).
+        preprocessing, crop_fraction: default to the record saved with the model (``catalog.saving``),
+            else to the card of its registered name, else ``unit`` and 1.0; the report says which.
+        max_batches: evaluate a seeded random sample of this many batches drawn from the whole split
+            (the report marks the result partial and lists the classes it covers).
+        num_samples: images in the sample grid.
         from_logits: whether classification outputs are logits (default: guessed from the first batch).
-        verbose: 1 shows a progress bar when there are more than a few batches.
+        allow_random_weights: score a registered name without weights (or an untrained model) anyway.
+        seed: the sample drawn by ``max_batches``.
+        history: per-epoch training history (``catalog.train``'s) to plot as training curves in the report.
+        title: the report's title.
+        verbose: 1 shows a progress bar when there are more than a few batches, and the notes.
     """
     import keras
 
     from catalog.evaluation import ClassificationMetrics, SegmentationMetrics, coco_evaluate
-    from catalog.evaluation.report import detection_report_metrics, write_report
+    from catalog.evaluation.report import MisclassifiedCollector, detection_report_metrics, write_report
+    from catalog.saving import read_record
 
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}.")
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    if max_batches is not None and (not isinstance(max_batches, int) or max_batches <= 0):
+        raise ValueError(f"max_batches must be a positive integer or None; got {max_batches!r}.")
     out_dir = out_dir or os.path.join("runs", "eval-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    record = None
     if isinstance(model, (str, os.PathLike)) and _is_path(model):
+        record = read_record(os.path.expanduser(os.fspath(model)))
         model, _ = _load_model(model, None, None, None)
     size = _image_size(model, image_size)
-    card = None
-    if isinstance(model, str) and preprocessing is None:
-        from catalog.registry import get_entry, list_models
-
-        if model in list_models():
-            preprocessing = get_entry(model).preprocessing
+    preprocessing, crop_fraction, notes = input_settings(model, record, preprocessing, crop_fraction)
+    channels = _channels(model)
     info = {}
     if isinstance(data, str):
         from catalog import datasets
 
+        split = split or datasets.evaluation_split(data, data_dir=load_kwargs.get("data_dir"))
+        sampled = max_batches is not None
         ds, info = datasets.load(data, split=split, task=task, image_size=size or 224, batch_size=batch_size,
-                                 preprocessing=preprocessing or "unit", **load_kwargs)
+                                 preprocessing=preprocessing, crop_fraction=crop_fraction, channels=channels,
+                                 shuffle=sampled, seed=seed, **load_kwargs)
         names = list(class_names or info["class_names"])
         count = info.get("count")
         num_batches = -(-count // batch_size) if count else None
     else:
-        ds, names, num_batches = data, list(class_names or []), None
+        ds, names, num_batches, count = data, list(class_names or []), None, None
         if not names:
             raise ValueError("class_names is required when data is not a dataset spec.")
     if max_batches is not None:
         num_batches = min(num_batches or max_batches, max_batches)
     if task == "segmentation" and len(names) and not (class_names and len(class_names)):
         names = ["background", *names]  # generated/annotated masks use 0 for background
-    model, card = _load_model(model, len(names), size, weights)
+    model, card = _load_model(model, len(names), size, weights, channels, allow_random_weights)
     if card is None:
         card = {"name": model.name, "params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))}
+    from catalog.registry import has_random_weights
+
+    if has_random_weights(model):
+        card["random_weights"] = True
+        notes.append("the model has random weights (allow_random_weights): its scores are chance level.")
+    if verbose:
+        for note in notes:
+            print(f"note: {note}")
 
     progress = keras.utils.Progbar(num_batches, verbose=1) if verbose and (num_batches or 4) > 3 else None
     metric = ClassificationMetrics(len(names), names, top_k=(1, 5)) if task == "classification" else None
@@ -145,7 +208,7 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
         metric = SegmentationMetrics(len(names), ignore_index=info.get("ignore_label"))
     gt_anns, det_cols, samples = [], {"image_id": [], "category_id": [], "bbox": [], "score": []}, None
     sample = {"images": [], "predictions": [], "ground_truth": []}
-    image_offset, start = 0, time.time()
+    image_offset, start, seen_classes, mistakes = 0, time.time(), set(), MisclassifiedCollector()
     for step, (x, y) in enumerate(ds):
         if max_batches is not None and step >= max_batches:
             break
@@ -161,7 +224,9 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
                 guess = bool(np.any(scores < 0) or not np.allclose(scores.sum(1), 1, atol=1e-3))
                 metric.from_logits = guess if from_logits is None else from_logits
             metric.update(np.asarray(y), scores)
+            mistakes.update(x, np.asarray(y), scores, from_logits=metric.from_logits)
             preds, truth = scores.argmax(1), np.asarray(y).reshape(-1)
+            seen_classes.update(truth.tolist())
         elif task == "segmentation":
             pred = np.argmax(np.asarray(out), axis=-1)
             mask = np.asarray(y)
@@ -213,26 +278,71 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
     samples = sample if sample["images"] else None
     if samples is not None and task != "detection":
         samples = {k: np.asarray(v) for k, v in samples.items()}
+    if samples is not None and task == "classification":
+        samples["misclassified"] = mistakes.result()
     settings = {"split": split, "batch_size": batch_size, "image_size": list(size) if size else None,
-                "preprocessing": preprocessing or info.get("preprocessing"), "max_batches": max_batches}
-    dataset = {"spec": data if isinstance(data, str) else type(data).__name__, "examples": image_offset,
-               "class_names": names}
+                "channels": channels, "preprocessing": preprocessing, "crop_fraction": crop_fraction,
+                "max_batches": max_batches}
+    dataset = {"spec": data if isinstance(data, str) else type(data).__name__, "split": split,
+               "examples": image_offset, "class_names": names}
+    if max_batches is not None and (count is None or image_offset < count):
+        covered = sorted(set(int(c) for c in seen_classes)) if task == "classification" else None
+        dataset["partial"] = True
+        notes.append(f"partial result: {image_offset} of {count if count else 'an unknown number of'} examples "
+                     f"(a random sample, seed {seed}, of {max_batches} batches)"
+                     + (f" covering {len(covered)} of {len(names)} classes" if covered is not None else "") + ".")
+        if covered is not None:
+            dataset["classes_covered"] = [names[c] for c in covered if c < len(names)]
+        if verbose:
+            print(f"note: {notes[-1]}")
+    settings["notes"] = notes
     write_report(out_dir, task, metrics, names, samples=samples, settings=settings, model=card, dataset=dataset,
-                 seconds=round(seconds, 3), title=f"{card.get('name', 'model')}: {task} on "
-                 f"{dataset['spec']} ({split})")
+                 seconds=round(seconds, 3), history=history, notes=notes,
+                 title=title or f"{card.get('name', 'model')}: {task} on {dataset['spec']} ({split})")
     return out_dir
 
 
-def _network(model, weights, **kwargs):
+def _channels(model) -> int:
+    shape = getattr(model, "input_shape", None)
+    if isinstance(shape, tuple) and len(shape) == 4 and shape[-1] in (1, 3):
+        return int(shape[-1])
+    if isinstance(model, str):
+        from catalog.registry import get_entry, list_models
+
+        if model in list_models():
+            return int(get_entry(model).input_shape[-1])
+    return 3
+
+
+def _network(model, weights, images, **kwargs):
+    """The network that scores generated images: refused while its weights are random, built by name at
+    the images' size (a too-small size is the card's one-sentence error)."""
     import keras
 
-    if isinstance(model, keras.Model):
-        return model
-    if isinstance(model, (str, os.PathLike)) and _is_path(model):
-        return _load_model(model, None, None, None)[0]
-    from catalog.registry import create_model
+    from catalog.registry import create_model, has_random_weights
 
-    return create_model(model, weights=weights, **kwargs)
+    images = np.asarray(images)
+    if images.ndim != 4:
+        raise ValueError(f"images must be a (N, height, width, channels) array; got shape {images.shape}.")
+    if isinstance(model, (str, os.PathLike)) and _is_path(model):
+        net = load_keras_file(model)
+    elif isinstance(model, keras.Model):
+        net = model
+        if has_random_weights(net):
+            raise ValueError(f"model {net.name!r} has random weights (built without weights and never trained "
+                             f"or loaded), so the score would mean nothing; load weights into it first.")
+    else:
+        if weights is None:
+            raise ValueError(f"model {model!r} needs weights=PATH (a local weights file): a network with "
+                             f"random weights gives a meaningless score.")
+        net = create_model(model, weights=weights, input_shape=tuple(int(v) for v in images.shape[1:]),
+                           **kwargs)
+    expected = tuple(net.input_shape[1:])
+    got = tuple(int(v) for v in images.shape[1:])
+    if any(e is not None and e != g for e, g in zip(expected, got)):
+        raise ValueError(f"images are {got[0]}x{got[1]}x{got[2]} but {net.name} takes "
+                         f"{'x'.join(str(e) for e in expected)}; resize the images to its input first.")
+    return net
 
 
 def _predict(net, images, batch_size):
@@ -244,18 +354,21 @@ def _predict(net, images, batch_size):
 def inception_score_of_images(images, model="inception_v3", weights: str | None = None, splits: int = 10,
                               batch_size: int = 32) -> tuple[float, float]:
     """Inception Score of generated ``images`` (already preprocessed for the network) from the class
-    probabilities of ``model``: the catalog's ``inception_v3`` with ``weights`` from a local file by
-    default, or any classifier (a keras.Model, a ``.keras`` file, a registered name) ending in a softmax."""
+    probabilities of ``model``: the catalog's ``inception_v3`` with ``weights`` from a local file (required),
+    or a trained classifier (a keras.Model, a ``.keras`` file) ending in a softmax. A network whose
+    weights are still random is refused."""
     from catalog.evaluation import inception_score
 
-    net = _network(model, weights, classifier_activation="softmax")
+    net = _network(model, weights, images, classifier_activation="softmax")
     return inception_score(_predict(net, images, batch_size).astype(np.float64), splits=splits)
 
 
 def fid_of_images(images_a, images_b, model="inception_v3", weights: str | None = None, batch_size: int = 32) -> float:
     """FID between two image sets from the pooled features of ``model`` (default: the catalog's
-    ``inception_v3`` without its top, global average pooling, ``weights`` from a local file)."""
+    ``inception_v3`` without its top, global average pooling, ``weights`` from a local file, required).
+    A network whose weights are still random is refused."""
     from catalog.evaluation import fid
 
-    net = _network(model, weights, include_top=False, pooling="avg")
+    net = _network(model, weights, images_a, include_top=False, pooling="avg")
+    _network(net, None, images_b)  # the same size check for the second set
     return fid(_predict(net, images_a, batch_size), _predict(net, images_b, batch_size))

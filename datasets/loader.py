@@ -1,10 +1,14 @@
 """``load(spec, ...)``: one entry point from a dataset spec to a batched, prefetched tf.data pipeline.
 
 Specs: ``tfds:NAME`` (a tensorflow-datasets dataset already prepared in ``data_dir``), ``folder:PATH``
-(class-per-subfolder images), ``coco:ANNOTATIONS.json:IMAGES_DIR``, ``voc:PATH``, ``shapes`` (generated).
+(class-per-subfolder images), ``coco:ANNOTATIONS.json:IMAGES_DIR``, ``voc:PATH``, ``shapes`` (generated;
+``shapes:hard`` for a preset of ``catalog.datasets.shapes.PRESETS``, the demo's task).
+Paths in specs (and ``data_dir``) may start with ``~``. ``evaluation_split(spec)`` names the split to
+evaluate on for a spec.
 
-Elements by task (images float32, scaled by ``preprocessing``):
-- classification: (image (B, H, W, 3), label int32 (B,)); one-hot float32 (B, C) when mixup/cutmix is on;
+Elements by task (images float32 (B, H, W, channels): RGB, or luminance with ``channels=1``, scaled by
+``preprocessing``):
+- classification: (image, label int32 (B,)); one-hot float32 (B, C) when mixup/cutmix is on;
 - detection: (image, {"boxes": float32 (B, max_boxes, 4), "labels": int32 (B, max_boxes)}), boxes in pixel
   (x_min, y_min, x_max, y_max) of the returned image, padding rows -1; ragged (B, None, ...) when
   ``max_boxes=None``;
@@ -13,8 +17,19 @@ Elements by task (images float32, scaled by ``preprocessing``):
 
 Pipeline: file listing and a fast validation pass up front (corrupt files skipped, listed in
 ``info["skipped"]``), then shuffle by seed -> parallel decode (AUTOTUNE) -> [cache] -> augment with
-per-element stateless seeds -> normalize -> batch -> [mixup/cutmix] -> prefetch. The same seed gives the
-same order and the same augmentations on every run.
+per-element stateless seeds -> [RGB to luminance] -> normalize -> batch -> [mixup/cutmix] -> prefetch.
+The same seed gives the same order and the same augmentations on every run.
+
+Training stream (``epochs=N``, for ``model.fit`` with ``steps_per_epoch=info["steps_per_epoch"]`` and a
+checkpoint of (epoch, step)): one finite dataset of the batches of epochs ``start_epoch`` .. N - 1 back to
+back, the first epoch starting after ``skip_batches`` batches. Epoch e is a pure function of (seed, e), not
+of the epochs before it, of how often the dataset was iterated, of the process or of the global TF seed: its
+order is a stateless permutation of the element indices keyed by (seed, e); each element's augmentation
+seed is keyed by (seed, e, its index in the source), each batch's mixup/cutmix seed by (seed, e, its
+number in the epoch) (keys: ``_training_stream``). The skip cuts the permuted index list before anything is
+decoded (tfds: the records, images still encoded), so resuming at (e, k) yields exactly what an
+uninterrupted run yields from there, without decoding the skipped images. With ``cache`` the cache holds
+the decoded images in source order, filled completely on first use; the permutation reads it by index.
 """
 
 from __future__ import annotations
@@ -37,12 +52,20 @@ SPLIT_FOLDERS = {"train": ("train", "training"), "val": ("val", "valid", "valida
 
 
 # ----------------------------------------------------------------------------------------------- sources
-def _folder_source(path, split, seed, validation_split, validate):
+def _split_dirs(path):
+    """{"train"/"val"/"test": the folder of ``path`` holding that split, or None}; FileNotFoundError if
+    ``path`` is not a folder. The split folders count only when a train/ folder exists (else they are
+    class folders)."""
     if not os.path.isdir(path):
         raise FileNotFoundError(f"image folder {path} does not exist.")
     entries = sorted(e for e in os.listdir(path) if not e.startswith("."))
-    split_dirs = {k: next((e for e in entries if e in names and os.path.isdir(os.path.join(path, e))), None)
-                  for k, names in SPLIT_FOLDERS.items()}
+    return {k: next((e for e in entries if e in names and os.path.isdir(os.path.join(path, e))), None)
+            for k, names in SPLIT_FOLDERS.items()}
+
+
+def _folder_source(path, split, seed, validation_split, validate):
+    path = os.path.expanduser(path)
+    split_dirs = _split_dirs(path)
     if split_dirs["train"]:  # existing train/ val/ folders decide the split
         wanted = "val" if split in ("val", "validation") else split
         if wanted not in SPLIT_FOLDERS or not split_dirs[wanted]:
@@ -93,18 +116,25 @@ def _file_dataset(files, **columns):
                                                "ratio": tf.constant(files["ratio"], tf.int32), **columns})
 
 
+def _coco_paths(spec_rest):
+    """(annotation file, images folder) of a ``coco:`` spec's rest, ``~`` expanded; a ':' may sit in
+    either path (the annotation file that exists decides where they part)."""
+    parts = spec_rest.split(":")
+    if len(parts) < 2:
+        raise ValueError(f"spec must be 'coco:ANNOTATIONS.json:IMAGES_DIR'; got 'coco:{spec_rest}'.")
+    home = os.path.expanduser
+    annotation_file, images_dir = home(":".join(parts[:-1])), home(parts[-1])
+    if not os.path.isfile(annotation_file) and os.path.isfile(home(parts[0])):
+        annotation_file, images_dir = home(parts[0]), home(":".join(parts[1:]))
+    return annotation_file, images_dir
+
+
 def _annotation_source(kind, spec_rest, split, task, validate):
-    if kind == "coco":
-        parts = spec_rest.split(":")
-        if len(parts) < 2:
-            raise ValueError(f"spec must be 'coco:ANNOTATIONS.json:IMAGES_DIR'; got 'coco:{spec_rest}'.")
-        annotation_file, images_dir = ":".join(parts[:-1]), parts[-1]
-        if not os.path.isfile(annotation_file) and os.path.isfile(spec_rest.split(":")[0]):
-            annotation_file, images_dir = parts[0], ":".join(parts[1:])
-        records, class_names, skipped = ann.read_coco(annotation_file, images_dir)
+    if kind == "coco":  # one annotation file: ``split`` does not apply
+        records, class_names, skipped = ann.read_coco(*_coco_paths(spec_rest))
         mask_of = ann.coco_segmentation_mask
     else:
-        records, class_names, skipped = ann.read_voc(spec_rest, split=split, task=task)
+        records, class_names, skipped = ann.read_voc(os.path.expanduser(spec_rest), split=split, task=task)
         mask_of = ann.voc_segmentation_mask
     kept, modes, sizes, bad = imgs.validate_files([r["path"] for r in records], exif=False,
                                                   full=validate == "full")
@@ -125,9 +155,12 @@ def _annotation_source(kind, spec_rest, split, task, validate):
     return files, len(records), class_names, skipped, masks
 
 
-def _shapes_source(split, task, image_size, seed, num_images, max_objects):
-    from catalog.datasets.shapes import make_restoration_pairs, make_shapes
+def _shapes_source(split, task, image_size, seed, num_images, max_objects, preset=""):
+    from catalog.datasets.shapes import PRESETS, make_restoration_pairs, make_shapes
 
+    if preset not in PRESETS and preset:
+        raise ValueError(f"spec must be 'shapes' or 'shapes:PRESET' with PRESET one of {', '.join(PRESETS)}; "
+                         f"got 'shapes:{preset}'.")
     if split not in ("train", "val", "validation", "test"):
         raise ValueError(f"split must be 'train', 'val' or 'test' for spec 'shapes'; got {split!r}.")
     if image_size[0] != image_size[1]:
@@ -140,7 +173,7 @@ def _shapes_source(split, task, image_size, seed, num_images, max_objects):
         x = pairs["noisy"] if task == "denoising" else pairs["low_res"]
         return tf.data.Dataset.from_tensor_slices({"image": x, "target": pairs["clean"]}), n, ()
     objects = max_objects or (1 if task == "classification" else 3)
-    data = make_shapes(n, size, seed=data_seed, max_objects=objects)
+    data = make_shapes(n, size, seed=data_seed, max_objects=objects, **PRESETS[preset or "easy"])
     lengths = [len(b) for b in data["box_labels"]]
     raw = tf.data.Dataset.from_tensor_slices({
         "image": data["images"], "label": data["labels"], "mask": data["masks"],
@@ -149,7 +182,9 @@ def _shapes_source(split, task, image_size, seed, num_images, max_objects):
     return raw, n, data["class_names"]
 
 
-def _tfds_source(name, split, task, data_dir):
+def _tfds_builder(name, data_dir):
+    """The TFDS builder of ``name`` prepared in ``data_dir``; ValueError (saying how to prepare it) if it is
+    unknown or not prepared there. Reads dataset_info.json only, no data."""
     import tensorflow_datasets as tfds
 
     if name.split("/")[0] == "catalog_shapes":
@@ -167,24 +202,35 @@ def _tfds_source(name, split, task, data_dir):
         raise ValueError(f"tfds dataset {name!r} is not prepared in {builder.data_dir}; prepare it once with "
                          f"{how}, "
                          "then pass that data_dir (nothing is downloaded here).")
+    return builder
+
+
+def _tfds_source(name, split, task, data_dir, lazy=False):
+    """(raw, count, class_names, decode). ``lazy``: raw holds the image features still encoded (TFDS
+    ``SkipDecoding``) and ``decode`` turns one such element into the decoded one, so a stream can drop
+    elements before paying for their decoding; else raw is decoded and ``decode`` is None."""
+    import tensorflow_datasets as tfds
+
+    builder = _tfds_builder(name, data_dir)
     features = builder.info.features
     try:
         count = builder.info.splits[split].num_examples
     except (KeyError, ValueError) as e:
         raise ValueError(f"split must be one of {', '.join(builder.info.splits)} (or a TFDS slice of one) "
                          f"for tfds:{name}; got {split!r}.") from e
-    ds = builder.as_dataset(split=split, shuffle_files=False)
     if task == "classification":
         image_key, label_key = builder.info.supervised_keys or ("image", "label")
         if label_key not in features or not hasattr(features[label_key], "names"):
             raise ValueError(f"task 'classification' needs a class-label feature; tfds:{name} has "
                              f"{', '.join(features)}.")
         class_names = tuple(features[label_key].names)
-        raw = ds.map(_plain(lambda e: {"image": _rgb(e[image_key]),
-                                       "label": tf.cast(e[label_key], tf.int32)}),
-                     num_parallel_calls=AUTOTUNE)
+        keys = (image_key, label_key)
+
+        def convert(e):
+            return {"image": _rgb(e[image_key]), "label": tf.cast(e[label_key], tf.int32)}
     elif task == "detection":
         class_names = tuple(features["objects"]["label"].names)
+        keys = ("image", "objects")
 
         def convert(e):
             image = _rgb(e["image"])
@@ -192,16 +238,16 @@ def _tfds_source(name, split, task, data_dir):
             y0, x0, y1, x1 = tf.unstack(e["objects"]["bbox"], axis=-1)
             boxes = tf.stack([x0 * hw[1], y0 * hw[0], x1 * hw[1], y1 * hw[0]], axis=-1)
             return {"image": image, "boxes": boxes, "box_labels": tf.cast(e["objects"]["label"], tf.int32)}
-
-        raw = ds.map(_plain(convert), num_parallel_calls=AUTOTUNE)
     elif task == "segmentation":
         key = next((k for k in ("segmentation_mask", "mask") if k in features), None)
         if key is None:
             raise ValueError(f"task 'segmentation' needs a 'segmentation_mask' feature; tfds:{name} has "
                              f"{', '.join(features)}.")
         class_names = tuple(features["label"].names) if "label" in features else ()
-        raw = ds.map(_plain(lambda e: {"image": _rgb(e["image"]), "mask": tf.cast(e[key][..., 0], tf.uint8)}),
-                     num_parallel_calls=AUTOTUNE)
+        keys = ("image", key)
+
+        def convert(e):
+            return {"image": _rgb(e["image"]), "mask": tf.cast(e[key][..., 0], tf.uint8)}
     else:
         x_key, y_key = builder.info.supervised_keys or (None, None)
         degraded = {"denoising": "noisy", "super_resolution": "low_res"}[task]
@@ -211,9 +257,28 @@ def _tfds_source(name, split, task, data_dir):
             raise ValueError(f"task {task!r} needs ({degraded}, clean) or supervised keys; tfds:{name} has "
                              f"{', '.join(features)}.")
         class_names = ()
-        raw = ds.map(_plain(lambda e: {"image": _rgb(e[x_key]), "target": _rgb(e[y_key])}),
-                     num_parallel_calls=AUTOTUNE)
-    return raw, count, class_names
+        keys = (x_key, y_key)
+
+        def convert(e):
+            return {"image": _rgb(e[x_key]), "target": _rgb(e[y_key])}
+
+    if not lazy:
+        ds = builder.as_dataset(split=split, shuffle_files=False)
+        return ds.map(_plain(convert), num_parallel_calls=AUTOTUNE), count, class_names, None
+    encoded = [k for k in keys if isinstance(features[k], tfds.features.Image)]
+    ds = builder.as_dataset(split=split, shuffle_files=False,
+                            decoders={k: tfds.decode.SkipDecoding() for k in encoded})
+
+    def select(e):  # only what convert reads (detection: the boxes and labels of "objects")
+        out = {k: e[k] for k in keys}
+        if task == "detection":
+            out["objects"] = {"bbox": e["objects"]["bbox"], "label": e["objects"]["label"]}
+        return out
+
+    def decode(e):
+        return convert({**e, **{k: features[k].decode_example(e[k]) for k in encoded}})
+
+    return ds.map(_plain(select)), count, class_names, decode
 
 
 def _rgb(image):
@@ -269,9 +334,17 @@ def _resize_fn(size, antialias):
     return fn
 
 
-def _output_fn(task, preprocessing, max_boxes):
+def _luminance(image):
+    """RGB -> (H, W, 1) luminance with the ITU-R BT.601 weights (``tf.image.rgb_to_grayscale``)."""
+    return tf.image.rgb_to_grayscale(tf.cast(image, tf.float32))
+
+
+def _output_fn(task, preprocessing, max_boxes, channels=3):
+    def look(image):  # decoded and augmented in RGB; the channels a model wants, then its scaling
+        return T.normalize(_luminance(image) if channels == 1 else image, preprocessing)
+
     def fn(e):
-        image = T.normalize(e["image"], preprocessing)
+        image = look(e["image"])
         if task == "classification":
             return image, tf.cast(e["label"], tf.int32)
         if task == "segmentation":
@@ -285,9 +358,105 @@ def _output_fn(task, preprocessing, max_boxes):
                 boxes = tf.ensure_shape(boxes, [max_boxes, 4])
                 labels = tf.ensure_shape(tf.pad(labels, [[0, pad]], constant_values=-1), [max_boxes])
             return image, {"boxes": boxes, "labels": labels}
-        return image, T.normalize(e["target"], preprocessing)
+        return image, look(e["target"])
 
     return fn
+
+
+def _mix_fn(mixup, cutmix, num_classes):
+    """(batch, seed) -> the batch with mixup or cutmix (one of them by a coin when both are on)."""
+    def mix(batch, batch_seed):
+        x, y = batch
+        y = tf.one_hot(y, num_classes)
+        s = T._split(batch_seed, 2)
+        if mixup and cutmix:
+            return tf.cond(T._coin(s[0]), lambda: T.mixup(x, y, s[1], mixup),
+                           lambda: T.cutmix(x, y, s[1], cutmix))
+        return T.mixup(x, y, s[1], mixup) if mixup else T.cutmix(x, y, s[1], cutmix)
+
+    return mix
+
+
+# Keys of the training stream. Every random choice of epoch e is a stateless function of
+# epoch_key(seed, e) = fold_in([seed, _STREAM_SALT], e), folded once more with a purpose and a number:
+#   order:    stateless_shuffle(range(count), fold_in(epoch_key, 0))
+#   element:  fold_in(fold_in(epoch_key, 1), i), i = the element's index in the source (its listing order)
+#   batch:    fold_in(fold_in(epoch_key, 2), b), b = the batch's number within the epoch (mixup/cutmix)
+#   block:    fold_in(fold_in(epoch_key, 3), j), j = the block's number (tfds sources without cache)
+_STREAM_SALT = 0x5EED_57EA
+_TFDS_BLOCK = 10_000  # tfds without cache: the stream permutes within consecutive blocks of this many
+
+
+def _fold(key, *data):
+    for d in data:
+        key = tf.random.experimental.stateless_fold_in(key, tf.cast(d, tf.int64), alg="philox")
+    return key
+
+
+def _training_stream(raw, count, indexable, prepare, transform, finish, mix, *, seed, shuffle, cache,
+                     skip_errors, batch_size, drop_remainder, ragged, epochs, start_epoch, skip_batches):
+    """Epochs ``start_epoch`` .. ``epochs - 1`` of batches back to back, the first after ``skip_batches``
+    batches; epoch e a pure function of (seed, e) (see the keys above).
+
+    ``raw`` yields source elements in a fixed order; ``indexable``: it supports random access
+    (``tf.data.experimental.at``: the in-memory tables of folder, coco, voc and shapes), so an epoch is
+    the permuted index list, cut by the skip, then each index fetched and decoded. tfds (not indexable):
+    the records stream in their stored order with images still encoded, are permuted within blocks of
+    ``_TFDS_BLOCK`` and cut by the skip before decoding. With ``cache`` the decoded source elements
+    (and their indices) are cached once in source order, and the cache is read by the permuted indices:
+    a full permutation for every source; the cache fills completely on first use, skipped or not.
+    """
+    base = tf.constant([seed, _STREAM_SALT], tf.int64)
+    skip_elements = skip_batches * batch_size
+
+    def element(key, i, x, prepared=False):
+        x = x if prepared else prepare(x)
+        return finish(x if transform is None else transform(x, _fold(key, 1, i)))
+
+    if cache:
+        cached = raw.enumerate().map(_plain(lambda i, x: (i, prepare(x))), num_parallel_calls=AUTOTUNE)
+        if skip_errors:
+            cached = cached.ignore_errors(log_warning=True)
+        cached = cached.cache()
+
+    def epoch(e):
+        key = _fold(base, e)
+        skip = tf.where(tf.equal(e, start_epoch), tf.constant(skip_elements, tf.int64), 0)
+        if cache or indexable:
+            order = tf.range(count, dtype=tf.int64)
+            if shuffle:
+                order = tf.random.experimental.stateless_shuffle(order, _fold(key, 0), alg="philox")
+            ds = tf.data.Dataset.from_tensor_slices(order[skip:])
+            if cache:
+                ds = ds.map(_plain(lambda p: tf.data.experimental.at(cached, p)))
+                if skip_errors:  # files that failed left the cache shorter: its last positions do not exist
+                    ds = ds.ignore_errors()
+                ds = ds.map(_plain(lambda i, x: element(key, i, x, prepared=True)), num_parallel_calls=AUTOTUNE)
+            else:
+                ds = ds.map(_plain(lambda p: element(key, p, tf.data.experimental.at(raw, p))),
+                            num_parallel_calls=AUTOTUNE)
+        else:
+            ds = raw.enumerate()
+            if shuffle:
+                def permute(j, block):
+                    n = tf.shape(block[0], out_type=tf.int64)[0]
+                    order = tf.random.experimental.stateless_shuffle(tf.range(n), _fold(key, 3, j), alg="philox")
+                    return tf.nest.map_structure(lambda c: tf.gather(c, order), block)
+
+                ds = ds.ragged_batch(max(min(count, _TFDS_BLOCK), 1)).enumerate().map(_plain(permute)).unbatch()
+            ds = ds.skip(skip).map(_plain(lambda i, x: element(key, i, x)), num_parallel_calls=AUTOTUNE)
+        if skip_errors and not cache:
+            ds = ds.ignore_errors(log_warning=True)
+        if ragged:
+            ds = ds.ragged_batch(batch_size, drop_remainder=drop_remainder)
+        else:
+            ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+        if mix is not None:
+            first = tf.where(tf.equal(e, start_epoch), tf.constant(skip_batches, tf.int64), 0)
+            ds = ds.enumerate(start=first).map(_plain(lambda b, batch: mix(batch, _fold(key, 2, b))))
+        return ds
+
+    return tf.data.Dataset.range(start_epoch, epochs).flat_map(_plain(epoch))
 
 
 def load(spec: str, split: str = "train", task: str = "classification", image_size=224, batch_size: int = 32,
@@ -296,18 +465,20 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
          validation_split: float = 0.2, mixup: float = 0.0, cutmix: float = 0.0, max_boxes: int | None = 100,
          crop_fraction: float = 0.875, color_jitter: bool = True,
          validate: str = "fast", num_images: int | None = None, max_objects: int | None = None,
-         drop_remainder: bool = False):
+         drop_remainder: bool = False, channels: int = 3, epochs: int | None = None, start_epoch: int = 0,
+         skip_batches: int = 0):
     """Build a batched tf.data pipeline for ``spec``; returns (dataset, info).
 
     Args:
         spec: ``tfds:NAME[/CONFIG]``, ``folder:PATH``, ``coco:ANNOTATIONS.json:IMAGES_DIR``, ``voc:PATH`` or
             ``shapes``.
         split: ``train``/``val``/``test`` (folder: by existing train/ val/ folders, else a stratified
-            seeded split; ``all`` for every image); TFDS split names and slices as TFDS takes them.
+            seeded split; ``all`` for every image); TFDS split names and slices as TFDS takes them;
+            ``evaluation_split(spec)`` names the one to evaluate on.
         task: one of ``TASKS``.
         image_size: output side (int) or (height, width).
         batch_size: examples per batch.
-        data_dir: TFDS data folder holding prepared datasets.
+        data_dir: TFDS data folder holding prepared datasets (``~`` expanded).
         seed: order, folder split and augmentation seed; the same seed gives the same batches.
         augment: training augmentation (classification: random resized crop, flip, colour jitter;
             detection/segmentation: random crop, flip and colour jitter that move boxes/masks along).
@@ -323,13 +494,32 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         color_jitter: include colour jitter in ``augment``.
         validate: ``fast`` (headers and file ends) or ``full`` (decode every file with Pillow up front).
         num_images, max_objects: size of the generated ``shapes`` data.
-        drop_remainder: drop the last partial batch.
+        drop_remainder: drop the last partial batch (of every epoch, in a training stream).
+        channels: 3 for RGB images (grayscale files expanded to RGB), 1 for grayscale: every source's
+            images become luminance (ITU-R BT.601 weights, as ``tf.image.rgb_to_grayscale``) after
+            decoding and augmentation, before ``preprocessing``; 1-channel ``torch`` and ``caffe``
+            scaling use the mean of the three channel means (and stds), see ``transforms.normalize``.
+            Restoration targets are converted alike.
+        epochs: None (default): the dataset is one epoch, reshuffled on each iteration. An int: the
+            dataset is the resumable training stream of epochs ``start_epoch`` .. ``epochs - 1`` (module
+            docstring), each of ``info["steps_per_epoch"]`` batches: ceil(count / batch_size), floor with
+            ``drop_remainder``. Files that fail to decode (corrupt after the validation pass, which
+            removes most) are dropped: their epoch is shorter and its later batches shift by one example
+            per dropped file, so a run resumed past d of them in its epoch sees d examples of that epoch
+            again (each augmented as before: seeds follow the example, not the position); the epochs after
+            it are unaffected.
+            tfds sources without ``cache`` are permuted within consecutive blocks of 10,000 records
+            (read in stored order; TFDS shuffles examples when preparing); with ``cache``, fully.
+        start_epoch: the first epoch of the stream (needs ``epochs``; less than it).
+        skip_batches: batches of ``start_epoch`` already seen, skipped before decoding (needs ``epochs``;
+            less than ``steps_per_epoch``).
 
     Returns:
         (tf.data.Dataset, info dict): ``class_names``, ``num_classes``, ``task``, ``count`` (examples
         before skipping in the pipeline), ``skipped`` (files skipped, sorted), ``skipped_reasons``, ``spec``,
-        ``split``, ``image_size``, ``preprocessing``, ``box_format`` and ``box_units`` (detection),
-        ``ignore_label`` (segmentation).
+        ``split``, ``image_size``, ``channels``, ``preprocessing``, ``box_format`` and ``box_units`` (detection),
+        ``ignore_label`` (segmentation), ``steps_per_epoch`` (batches per epoch, as above), ``epochs``,
+        ``start_epoch`` and ``skip_batches`` (as given; ``epochs`` None without a stream).
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"spec must be 'tfds:NAME', 'folder:PATH', 'coco:ANN.json:IMAGES', 'voc:PATH' or "
@@ -341,6 +531,24 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         raise ValueError(f"image_size must be a positive int or (height, width); got {image_size!r}.")
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}.")
+    if isinstance(channels, bool) or channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB); got {channels!r}.")
+    channels = int(channels)
+    for arg, value, least in (("epochs", epochs, 1), ("start_epoch", start_epoch, 0),
+                              ("skip_batches", skip_batches, 0)):
+        if value is None and arg == "epochs":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < least:
+            raise ValueError(f"{arg} must be {'a positive' if least else 'a non-negative'} integer; "
+                             f"got {value!r}.")
+    epochs = None if epochs is None else int(epochs)
+    start_epoch, skip_batches = int(start_epoch), int(skip_batches)
+    if epochs is None and (start_epoch or skip_batches):
+        raise ValueError(f"start_epoch and skip_batches resume a training stream and need epochs; got "
+                         f"start_epoch={start_epoch}, skip_batches={skip_batches} without epochs.")
+    if epochs is not None and start_epoch >= epochs:
+        raise ValueError(f"start_epoch must be less than epochs ({epochs}); got {start_epoch}.")
+    data_dir = None if data_dir is None else os.path.expanduser(data_dir)
     preprocessing = T.check_preprocessing(preprocessing)
     if not 0.0 < validation_split < 1.0:
         raise ValueError(f"validation_split must be between 0 and 1 (exclusive); got {validation_split!r}.")
@@ -374,10 +582,10 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         files, count, class_names, skipped, masks = _annotation_source(kind, rest, split, task, validate)
         files["ratio"] = [1] * count
         raw = _file_dataset(files, **files["columns"])
-    elif kind == "shapes" and not rest:
-        raw, count, class_names = _shapes_source(split, task, size, seed, num_images, max_objects)
+    elif kind == "shapes":
+        raw, count, class_names = _shapes_source(split, task, size, seed, num_images, max_objects, rest)
     elif kind == "tfds" and rest:
-        raw, count, class_names = _tfds_source(rest, split, task, data_dir)
+        raw, count, class_names, decode = _tfds_source(rest, split, task, data_dir, lazy=epochs is not None)
     else:
         raise ValueError(f"spec must start with tfds:, folder:, coco:, voc: or be 'shapes'; got {spec!r}.")
 
@@ -412,51 +620,105 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
             e = stage(e)
         return e
 
-    finish = _output_fn(task, preprocessing, max_boxes)
-    ds = raw
-    if shuffle and not cache:
-        ds = ds.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
-    if cache:
-        if stages:
-            ds = ds.map(_plain(prepare), num_parallel_calls=AUTOTUNE).ignore_errors(log_warning=True)
-        ds = ds.cache()
-        if shuffle:
-            ds = ds.shuffle(min(max(count, 1), 10_000), seed=seed, reshuffle_each_iteration=True)
-
-        def prepare(e):  # already applied before the cache
-            return e
-
-    if augment:
-        transform = _augment_fn(task, size, color_jitter)
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
-        ds = ds.map(_plain(lambda e, s: finish(transform(prepare(e), s))), num_parallel_calls=AUTOTUNE)
+    finish = _output_fn(task, preprocessing, max_boxes, channels)
+    steps_per_epoch = count // batch_size if drop_remainder else -(-count // batch_size)
+    if epochs is not None:
+        if steps_per_epoch == 0:
+            raise ValueError(f"epochs needs at least one batch per epoch, but {spec!r} ({split}) has {count} "
+                             f"examples for batch_size {batch_size}"
+                             f"{' with drop_remainder=True' if drop_remainder else ''}.")
+        if skip_batches >= steps_per_epoch:
+            raise ValueError(f"skip_batches must be less than steps_per_epoch ({steps_per_epoch}); "
+                             f"got {skip_batches}.")
+        ds = _training_stream(
+            raw, count, indexable=kind != "tfds", prepare=prepare,
+            transform=_augment_fn(task, size, color_jitter) if augment else None, finish=finish,
+            mix=_mix_fn(mixup, cutmix, len(class_names)) if mixup or cutmix else None, seed=seed,
+            shuffle=shuffle, cache=cache, skip_errors=kind in ("folder", "coco", "voc"), batch_size=batch_size,
+            drop_remainder=drop_remainder, ragged=task == "detection" and max_boxes is None, epochs=epochs,
+            start_epoch=start_epoch, skip_batches=skip_batches)
     else:
-        ds = ds.map(_plain(lambda e: finish(prepare(e))), num_parallel_calls=AUTOTUNE)
-    if decode is not None and not cache:
-        ds = ds.ignore_errors(log_warning=True)
-    if task == "detection" and max_boxes is None:
-        ds = ds.ragged_batch(batch_size, drop_remainder=drop_remainder)
-    else:
-        ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
-    if mixup or cutmix:
-        num_classes = len(class_names)
+        ds = raw
+        if shuffle and not cache:
+            ds = ds.shuffle(max(count, 1), seed=seed, reshuffle_each_iteration=True)
+        if cache:
+            if stages:
+                ds = ds.map(_plain(prepare), num_parallel_calls=AUTOTUNE).ignore_errors(log_warning=True)
+            ds = ds.cache()
+            if shuffle:
+                ds = ds.shuffle(min(max(count, 1), 10_000), seed=seed, reshuffle_each_iteration=True)
 
-        def mix(batch, batch_seed):
-            x, y = batch
-            y = tf.one_hot(y, num_classes)
-            s = T._split(batch_seed, 2)
-            if mixup and cutmix:
-                return tf.cond(T._coin(s[0]), lambda: T.mixup(x, y, s[1], mixup),
-                               lambda: T.cutmix(x, y, s[1], cutmix))
-            return T.mixup(x, y, s[1], mixup) if mixup else T.cutmix(x, y, s[1], cutmix)
+            def prepare(e):  # already applied before the cache
+                return e
 
-        ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed + 1).batch(2))).map(_plain(mix))
+        if augment:
+            transform = _augment_fn(task, size, color_jitter)
+            ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
+            ds = ds.map(_plain(lambda e, s: finish(transform(prepare(e), s))), num_parallel_calls=AUTOTUNE)
+        else:
+            ds = ds.map(_plain(lambda e: finish(prepare(e))), num_parallel_calls=AUTOTUNE)
+        if decode is not None and not cache:
+            ds = ds.ignore_errors(log_warning=True)
+        if task == "detection" and max_boxes is None:
+            ds = ds.ragged_batch(batch_size, drop_remainder=drop_remainder)
+        else:
+            ds = ds.batch(batch_size, drop_remainder=drop_remainder, num_parallel_calls=AUTOTUNE)
+        if mixup or cutmix:
+            mix = _mix_fn(mixup, cutmix, len(class_names))
+            ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed + 1).batch(2))).map(_plain(mix))
     ds = ds.prefetch(AUTOTUNE)
     info = {"spec": spec, "task": task, "split": split, "class_names": tuple(class_names),
             "num_classes": len(class_names), "count": int(count), "skipped": sorted(skipped),
-            "skipped_reasons": dict(skipped), "image_size": size, "preprocessing": preprocessing,
-            "ignore_label": ann.IGNORE_LABEL if task == "segmentation" else None}
+            "skipped_reasons": dict(skipped), "image_size": size, "channels": channels,
+            "preprocessing": preprocessing,
+            "ignore_label": ann.IGNORE_LABEL if task == "segmentation" else None,
+            "steps_per_epoch": int(steps_per_epoch), "epochs": epochs, "start_epoch": start_epoch,
+            "skip_batches": skip_batches}
     if task == "detection":
         info["box_format"] = "xyxy"  # (x_min, y_min, x_max, y_max), as catalog.evaluation names it
         info["box_units"] = "pixels of the returned image; padding rows -1"
     return ds, info
+
+
+def evaluation_split(spec: str, data_dir: str | None = None) -> str:
+    """The split of ``spec`` to evaluate on: held-out data when the dataset has some, every image when it
+    does not. ``load(spec, split=evaluation_split(spec))`` accepts it.
+
+    - ``folder:PATH``: ``test`` if PATH has train/ and test/ folders, else ``val`` if it has train/ and
+      val/ (valid/, validation/), else ``train`` if it has train/ only (all its images), else ``all`` (a
+      flat class-per-subfolder folder: every image).
+    - ``shapes``: ``test``.
+    - ``voc:PATH``: ``test`` if ImageSets/Main/ or ImageSets/Segmentation/ holds test.txt, else ``val``
+      (read from val.txt, or every annotated image when there is none).
+    - ``coco:ANN.json:IMAGES``: ``all``, the one annotation file (the coco source takes any split name).
+    - ``tfds:NAME``: ``test``, else ``validation``, else ``train`` (else the first split), as the prepared
+      builder's dataset_info in ``data_dir`` lists them; no data is read.
+
+    Raises:
+        ValueError: for a malformed spec or a tfds dataset not prepared in ``data_dir``.
+        FileNotFoundError: for a folder or VOC path that does not exist.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"spec must be 'tfds:NAME', 'folder:PATH', 'coco:ANN.json:IMAGES', 'voc:PATH' or "
+                         f"'shapes'; got {spec!r}.")
+    kind, _, rest = spec.partition(":")
+    if kind == "folder" and rest:
+        dirs = _split_dirs(os.path.expanduser(rest))
+        if not dirs["train"]:  # the loader reads test/ or val/ without train/ as class folders
+            return "all"
+        return "test" if dirs["test"] else "val" if dirs["val"] else "train"
+    if kind == "shapes":
+        return "test"
+    if kind == "voc" and rest:
+        root = os.path.expanduser(rest)
+        if not os.path.isdir(root):
+            raise FileNotFoundError(f"VOC folder {root} does not exist.")
+        lists = [os.path.join(root, "ImageSets", d, "test.txt") for d in ("Main", "Segmentation")]
+        return "test" if any(os.path.isfile(f) for f in lists) else "val"
+    if kind == "coco" and rest:
+        _coco_paths(rest)  # a malformed spec fails here, as in load
+        return "all"
+    if kind == "tfds" and rest:
+        names = list(_tfds_builder(rest, None if data_dir is None else os.path.expanduser(data_dir)).info.splits)
+        return next((n for n in ("test", "validation", "train") if n in names), names[0] if names else "train")
+    raise ValueError(f"spec must start with tfds:, folder:, coco:, voc: or be 'shapes'; got {spec!r}.")

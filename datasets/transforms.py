@@ -13,15 +13,21 @@ import tensorflow as tf
 
 # Per-model input scaling, by the names model cards carry in ``preprocessing``.
 PREPROCESSING = {
-    "torch": "x / 255, minus ImageNet mean (0.485, 0.456, 0.406), over std (0.229, 0.224, 0.225)",
+    "torch": "x / 255, minus ImageNet mean (0.485, 0.456, 0.406), over std (0.229, 0.224, 0.225); "
+             "grayscale: their means, 0.449 and 0.226",
     "tf": "x / 127.5 - 1, in [-1, 1]",
-    "caffe": "RGB -> BGR, minus the ImageNet BGR mean (103.939, 116.779, 123.68)",
+    "caffe": "RGB -> BGR, minus the ImageNet BGR mean (103.939, 116.779, 123.68); grayscale: minus their "
+             "mean, 114.799",
     "unit": "x / 255, in [0, 1]",
     "none": "unchanged, in [0, 255]",
 }
 _TORCH_MEAN = (0.485, 0.456, 0.406)
 _TORCH_STD = (0.229, 0.224, 0.225)
 _CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+def _mean(values):
+    return sum(values) / len(values)
 
 
 def check_preprocessing(name):
@@ -32,15 +38,22 @@ def check_preprocessing(name):
 
 
 def normalize(image, preprocessing="unit"):
-    """Scale a float image in [0, 255] the way a model expects (``PREPROCESSING`` names)."""
+    """Scale a float image in [0, 255] the way a model expects (``PREPROCESSING`` names).
+
+    A 1-channel (grayscale) image takes ``unit``, ``tf`` and ``none`` as an RGB one does; for ``torch``
+    and ``caffe`` it uses the mean of the three channel means (and of the three stds): torch
+    (x / 255 - 0.449) / 0.226, caffe x - 114.799.
+    """
     name = check_preprocessing(preprocessing)
     image = tf.cast(image, tf.float32)
+    gray = image.shape.rank is not None and image.shape[-1] == 1
     if name == "torch":
-        return (image / 255.0 - _TORCH_MEAN) / _TORCH_STD
+        mean, std = (_mean(_TORCH_MEAN), _mean(_TORCH_STD)) if gray else (_TORCH_MEAN, _TORCH_STD)
+        return (image / 255.0 - mean) / std
     if name == "tf":
         return image / 127.5 - 1.0
     if name == "caffe":
-        return image[..., ::-1] - _CAFFE_MEAN_BGR
+        return image - _mean(_CAFFE_MEAN_BGR) if gray else image[..., ::-1] - _CAFFE_MEAN_BGR
     if name == "unit":
         return image / 255.0
     return image

@@ -4,13 +4,14 @@ New families need no edits here; a family with a width knob may add a width-redu
 so CI stays small.
 """
 
+import json
 import re
 
 import numpy as np
 import pytest
 
 import catalog
-from catalog.registry import feature_reduction, get_entry
+from catalog.registry import feature_reduction, get_entry, measure_card, shipped_cards
 from helpers import assert_all_gradients, keras_round_trip, random_input, reference_case
 
 CLASSIFIERS = catalog.list_models(task="classification")
@@ -39,15 +40,28 @@ def small_shape(name):
 
 @pytest.mark.parametrize("name", [reference_case(n) for n in CLASSIFIERS if get_entry(n).reference_params])
 def test_reference_parameter_count(name):
-    # model_info builds the model at its defaults once per process; the flops and features tests of the
-    # same name run in the same xdist group and reuse it.
+    # measure_card builds the model at its defaults once per process; the flops, features and card tests
+    # of the same name run in the same xdist group and reuse it.
     entry = get_entry(name)
-    count = catalog.model_info(name).params
+    count = measure_card(name)["params"]
     if entry.reference_params_rtol:
         assert abs(count - entry.reference_params) <= entry.reference_params_rtol * entry.reference_params, (
             count, entry.reference_params)
     else:
         assert count == entry.reference_params
+
+
+def test_shipped_cards_cover_the_registry():
+    assert sorted(shipped_cards()) == catalog.list_models(), "run `python -m catalog.registry --write-cards`"
+
+
+@pytest.mark.parametrize("name", [reference_case(n) for n in catalog.list_models()])
+def test_shipped_card_is_current(name):
+    # The CLI and model_info read models/cards.json without building; it must equal what is measured.
+    measured = json.loads(json.dumps(catalog.model_info(name, measure=True).to_dict(), default=repr))
+    stale = {k: (v, measured[k]) for k, v in shipped_cards()[name].items() if measured.get(k) != v}
+    assert not stale, f"stale card fields {stale}: run `python -m catalog.registry --write-cards {name}`"
+    assert catalog.model_info(name) == catalog.model_info(name, measure=True)
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
@@ -79,8 +93,8 @@ def test_features_only_matches_card(name):
         expected = [int(t.shape[-1]) for t in default]
         reductions = [feature_reduction(entry.input_shape[0], t.shape[1]) for t in default]
     else:
-        card = catalog.model_info(name)
-        expected, reductions = list(card.feature_channels), list(card.feature_reductions)
+        card = measure_card(name)
+        expected, reductions = list(card["feature_channels"]), list(card["feature_reductions"])
     assert channels == expected
     assert reductions == sorted(reductions), "stages go from shallow to deep"
 

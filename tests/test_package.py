@@ -76,3 +76,23 @@ def test_evaluate_job_is_public_and_lazy():
     code = ("import sys, catalog; assert 'tensorflow' not in sys.modules; "
             "from catalog.scoring import evaluate; assert catalog.evaluate is evaluate")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_load_model_registers_every_custom_object_module():
+    # catalog.saving.load_model imports these before loading; a module that registers a Keras object and
+    # is missing here would make its models unloadable in a fresh process.
+    import glob
+
+    from catalog.saving import CUSTOM_OBJECT_MODULES
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(catalog.__file__)))
+    folders = {"blocks": "catalog.blocks", "datasets": "catalog.datasets", "evaluation": "catalog.evaluation",
+               "catalog": "catalog"}
+    registering = set()
+    for path in glob.glob(os.path.join(root, "*", "**", "*.py"), recursive=True):
+        rel = os.path.relpath(path, root)
+        top = rel.split(os.sep)[0]
+        if top in folders and "register_keras_serializable(" in open(path, encoding="utf-8").read():
+            module = folders[top] + "." + ".".join(rel[:-3].split(os.sep)[1:])
+            registering.add(module)
+    assert registering == set(CUSTOM_OBJECT_MODULES)

@@ -105,3 +105,46 @@ def test_model_info_card():
     assert card.feature_channels == (6, 16, 120)
     assert "LeCun" in card.paper
     assert card.to_dict()["params"] == 61_706
+
+
+@pytest.mark.jax
+def test_model_info_and_evaluate_keep_the_callers_dtype_policy():
+    import keras
+
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        catalog.model_info("lenet5", measure=True)
+        catalog.model_info("resnet20")
+        assert keras.mixed_precision.dtype_policy().name == "mixed_bfloat16"
+        model = catalog.create_model("lenet5")
+        assert model.get_layer("head_fc").dtype_policy.name == "mixed_bfloat16"
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_model_info_reads_the_shipped_card_without_building(monkeypatch):
+    from catalog import registry
+
+    def refuse(name):
+        raise AssertionError(f"built {name}")
+
+    monkeypatch.setattr(registry, "measure_card", refuse)
+    card = catalog.model_info("resnet50")
+    assert card.params == 25_557_032 and card.macs > 4e9 and card.crop_fraction == 0.875
+    assert catalog.model_info("resnet20").crop_fraction == 1.0
+
+
+@pytest.mark.jax
+def test_create_model_takes_a_model_name():
+    assert catalog.create_model("lenet5", name="mynet").name == "mynet"
+
+
+def test_channels_first_input_shape_is_pointed_out():
+    with pytest.raises(ValueError, match=r"channels-first.*\(224, 224, 3\)"):
+        catalog.create_model("resnet18", input_shape=(3, 224, 224))
+
+
+def test_unknown_family_raises_like_an_unknown_task():
+    with pytest.raises(ValueError, match="family must be one of .*resnet"):
+        catalog.list_models(family="nope")
+    assert "resnet50" in catalog.list_models(family="resnet")

@@ -34,7 +34,9 @@ def test_evaluate_classification_numbers_equal_direct_computation(tmp_path):
     assert report["metrics"]["confusion_matrix"] == cm.tolist()
     assert report["dataset"]["examples"] == 40 and report["class_names"] == list(info["class_names"])
     html = (tmp_path / "cls" / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and out == str(tmp_path / "cls")
+    mistakes = int(np.sum(logits.argmax(1) != y))
+    assert report["misclassified"]["total"] == mistakes
+    assert html.count("data:image/png;base64,") == 4 + (mistakes > 0) and out == str(tmp_path / "cls")
 
 
 def test_evaluate_segmentation_and_detection(tmp_path):
@@ -76,11 +78,18 @@ def test_cli_evaluate(tmp_path, capsys):
     assert json.loads((tmp_path / "rep" / "report.json").read_text())["dataset"]["examples"] == 16
     assert main(["evaluate", "--model", str(tmp_path / "none.keras"), "--data", "shapes"]) == 1
     err = capsys.readouterr().err
-    assert "model file not found" in err and err.strip().count("\n") == 0
+    assert "does not exist" in err and err.strip().count("\n") == 0
     assert main(["evaluate", "--model", "nosuchnet", "--data", "shapes"]) == 1
     assert "registered name" in capsys.readouterr().err
+    # a bad value is exit 1 with one sentence, whichever option it is; a malformed one is bad usage (2)
+    for option in ("--batch-size", "--max-batches", "--image-size"):
+        assert main(["evaluate", "--model", path, "--data", "shapes", option, "-3"]) == 1
+        err = capsys.readouterr().err
+        assert f"{option} must be a positive integer" in err and err.strip().count("\n") == 0
+    assert main(["summary", "lenet5", "--num-classes", "-3"]) == 1
+    assert "--num-classes must be a positive integer" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
-        main(["evaluate", "--model", path, "--data", "shapes", "--batch-size", "0"])
+        main(["evaluate", "--model", path, "--data", "shapes", "--batch-size", "many"])
     assert exit_info.value.code == 2
 
 
@@ -99,3 +108,129 @@ def test_inception_score_and_fid_of_images_through_any_network():
     assert inception_score_of_images(images, classifier, splits=4) == pytest.approx(inception_score(probs, 4), rel=1e-6)
     expected = fid(features.predict(images, verbose=0), features.predict(others, verbose=0))
     assert fid_of_images(images, others, features) == pytest.approx(expected, rel=1e-5)
+
+
+def _trained_on_unit_pixels(tmp_path, num_classes):
+    """A tiny classifier that separates the shapes by a cue that depends on the pixel scale: saved the way
+    the jobs save (catalog.saving), with preprocessing "unit" and no crop."""
+    from catalog.saving import save_model
+
+    ds, _ = datasets.load("shapes", split="train", image_size=SIZE, batch_size=32, num_images=256,
+                          preprocessing="unit")
+    model = tiny_classifier(num_classes)
+    model.compile(keras.optimizers.Adam(0.05), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(ds, epochs=3, verbose=0)
+    path = str(tmp_path / "trained.keras")
+    save_model(model, path, preprocessing="unit", crop_fraction=1.0, model_name="resnet20")
+    return model, path
+
+
+def test_evaluate_applies_the_preprocessing_and_crop_recorded_with_the_model(tmp_path, capsys):
+    # Issue 11.1 / 11.9: the record wins over the card (resnet20's card says torch; the model says unit).
+    _, info = datasets.load("shapes", split="test", image_size=SIZE, batch_size=8, num_images=8)
+    model, path = _trained_on_unit_pixels(tmp_path, len(info["class_names"]))
+    ds, _ = datasets.load("shapes", split="test", image_size=SIZE, batch_size=32, num_images=96,
+                          preprocessing="unit", crop_fraction=1.0)
+    x = np.concatenate([np.asarray(b[0]) for b in ds])
+    y = np.concatenate([np.asarray(b[1]) for b in ds])
+    direct = float(np.mean(model.predict(x, verbose=0).argmax(1) == y))
+    evaluate(path, "shapes", out_dir=str(tmp_path / "rec"), num_images=96, verbose=0)
+    report = json.loads((tmp_path / "rec" / "report.json").read_text())
+    assert report["settings"]["preprocessing"] == "unit" and report["settings"]["crop_fraction"] == 1.0
+    assert abs(report["metrics"]["top_k"]["top1"] - direct) <= 0.005
+    assert report["settings"]["notes"] == []
+    # Without a record the card's default applies, and the output and the report say so.
+    plain = str(tmp_path / "plain.keras")
+    model.save(plain)
+    evaluate(plain, "shapes", out_dir=str(tmp_path / "card"), num_images=16, verbose=1)
+    report = json.loads((tmp_path / "card" / "report.json").read_text())
+    assert report["settings"]["preprocessing"] == "unit"  # no record, no card: a guess, said as one
+    assert any("guess" in n for n in report["settings"]["notes"]) and "note: preprocessing" in capsys.readouterr().out
+    evaluate(path, "shapes", out_dir=str(tmp_path / "arg"), num_images=16, preprocessing="torch", verbose=0)
+    assert json.loads((tmp_path / "arg" / "report.json").read_text())["settings"]["preprocessing"] == "torch"
+
+
+def test_registered_name_without_weights_is_refused_unless_allowed(tmp_path):
+    # Issue 11.4
+    with pytest.raises(ValueError, match="random weights.*--allow-random-weights"):
+        evaluate("resnet20", "shapes", out_dir=str(tmp_path / "r"), num_images=8, verbose=0)
+    evaluate("resnet20", "shapes", out_dir=str(tmp_path / "r"), num_images=8, image_size=SIZE,
+             allow_random_weights=True, verbose=0)
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["model"]["random_weights"] is True
+    assert any("random weights" in n for n in report["settings"]["notes"])
+    assert any("card of resnet20" in n for n in report["settings"]["notes"])
+
+
+def test_max_batches_samples_the_whole_split_and_says_it_is_partial(tmp_path):
+    # Issue 11.5: a class-sorted folder evaluated with max_batches covered only its first classes.
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(6):
+        (tmp_path / "data" / f"class{c}").mkdir(parents=True)
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)).save(
+                tmp_path / "data" / f"class{c}" / f"{i}.png")
+    model = tiny_classifier(6)
+    evaluate(model, f"folder:{tmp_path / 'data'}", out_dir=str(tmp_path / "rep"), batch_size=8, max_batches=2,
+             verbose=0)
+    report = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert report["dataset"]["split"] == "all" and report["dataset"]["examples"] == 16
+    assert report["dataset"]["partial"] is True and len(report["dataset"]["classes_covered"]) >= 4
+    assert any("partial result: 16 of 48" in n for n in report["settings"]["notes"])
+
+
+def test_grayscale_model_is_evaluated_on_one_channel(tmp_path):
+    # Issue 11.8
+    inp = keras.Input((SIZE, SIZE, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="conv")(inp))
+    model = keras.Model(inp, keras.layers.Dense(5, name="head_fc")(x))
+    evaluate(model, "shapes", out_dir=str(tmp_path / "g"), num_images=8, verbose=0)
+    assert json.loads((tmp_path / "g" / "report.json").read_text())["settings"]["channels"] == 1
+
+
+def test_weight_mismatch_is_one_sentence_naming_layer_shapes_and_cause(tmp_path):
+    # Issue 11.7
+    import catalog
+
+    catalog.create_model("resnet20", num_classes=5).save_weights(str(tmp_path / "five.weights.h5"))
+    catalog.create_model("resnet20", input_shape=(32, 32, 1)).save_weights(str(tmp_path / "gray.weights.h5"))
+    catalog.create_model("lenet5").save_weights(str(tmp_path / "lenet.weights.h5"))
+    cases = {"five": r"layer head_fc/kernel expects shape \(64, 10\) but the file holds \(64, 5\); .*classes",
+             "gray": r"layer stem_conv/kernel .*\(3, 3, 3, 16\).*\(3, 3, 1, 16\); .*input channels",
+             "lenet": r"does not fit resnet20: .*another architecture"}
+    for stem, pattern in cases.items():
+        with pytest.raises(ValueError, match=pattern) as err:
+            catalog.create_model("resnet20", weights=str(tmp_path / f"{stem}.weights.h5"))
+        assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+def test_corrupt_model_file_is_not_called_missing(tmp_path):
+    # Issue 11.11
+    path = tmp_path / "broken.keras"
+    path.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match="not a Keras archive"):
+        evaluate(str(path), "shapes", verbose=0)
+
+
+@pytest.mark.jax
+def test_inception_score_and_fid_refuse_random_or_mismatched_networks():
+    # Issue 11.3: an untrained network gave IS 1.0 / FID ~0 without a word.
+    import catalog
+    from catalog.scoring import fid_of_images, inception_score_of_images
+
+    images = np.random.default_rng(0).random((4, 80, 80, 3)).astype("float32")
+    with pytest.raises(ValueError, match="needs weights=PATH"):
+        inception_score_of_images(images)
+    with pytest.raises(ValueError, match="needs weights=PATH"):
+        fid_of_images(images, images)
+    fresh = catalog.create_model("resnet20", input_shape=(80, 80, 3))
+    with pytest.raises(ValueError, match="random weights"):
+        inception_score_of_images(images, fresh)
+    fresh.get_layer("head_fc").kernel.assign(np.ones(fresh.get_layer("head_fc").kernel.shape, "float32"))
+    assert inception_score_of_images(images, fresh, splits=2)[0] >= 1.0  # loaded/trained: accepted
+    with pytest.raises(ValueError, match="images are 32x32x3 but .* takes 80x80x3"):
+        inception_score_of_images(images[:, :32, :32], fresh)
+    with pytest.raises(ValueError, match="at least 75"):  # the size is checked before the file is read
+        inception_score_of_images(images[:, :40, :40], weights="inception_v3.weights.h5")

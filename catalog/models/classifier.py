@@ -3,11 +3,36 @@
 A family writes only its backbone, ``backbone(x) -> (last_tensor, [stage outputs])``, and passes it to
 :func:`build_classifier`, which owns input validation, ``include_top``/``pooling``/``num_classes``
 (alias ``classes``)/``classifier_activation``, ``features_only``/``out_indices`` and ``weights`` loading.
+
+Head initialization, one rule for every head: each layer of a classification head (the Dense layers, or
+the 1x1 conv that maps to the classes in a conv head) starts as PyTorch's ``nn.Linear`` / ``nn.Conv2d``
+default, ``kaiming_uniform_(a=sqrt(5))``: kernel and bias U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (``init="torch"``).
+Why one rule: the convolutions of every family already start as torchvision's (He-normal, fan-out,
+:mod:`catalog.blocks.layers`), so the head follows the same reference; keras.applications' glorot_uniform
+head is Keras' layer default, not a choice of those models' authors; and 1/sqrt(fan_in) keeps the first
+logits small for any number of classes (a 64 -> 10 CIFAR head: bound 0.125 against glorot's 0.28), so an
+untrained model's loss starts near ln(classes). Where a torchvision-sourced family's reference sets its
+own head init (or keras.applications and torchvision agree on one), the family passes ``init``:
+
+init                 kernel                bias                 families (reference)
+"torch"              U(+-1/sqrt(fan_in))   U(+-1/sqrt(fan_in))  every family not below (the rule)
+"torch_zero_bias"    U(+-1/sqrt(fan_in))   0                    densenet (torchvision)
+"normal"             N(0, 0.01)            0                    vgg (every head FC), mobilenet_v3 (both head FCs),
+                                                                squeezenet (the final conv) (torchvision)
+"normal_torch_bias"  N(0, 0.01)            U(+-1/sqrt(fan_in))  googlenet, main and aux heads (torchvision) [1]
+"fan_out"            U(+-1/sqrt(fan_out))  0                    efficientnet (keras.applications = torchvision) [2]
+
+[1] torchvision's ``trunc_normal_(std=0.01, a=-2, b=2)`` cuts at +-2, i.e. 200 sigma: a plain N(0, 0.01)
+(Keras' TruncatedNormal would cut at 2 sigma). [2] keras.applications' ``VarianceScaling(1/3, "fan_out",
+"uniform")`` and torchvision's ``uniform_(-1/sqrt(out), 1/sqrt(out))`` are the same distribution.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
+import warnings
 from typing import Callable, Sequence
 
 import keras
@@ -20,37 +45,73 @@ PUBLIC_KEYWORDS = ("include_top", "weights", "input_shape", "input_tensor", "poo
                    "classes", "classifier_activation", "features_only", "out_indices", "dropout", "name")
 
 
-def default_head(x, num_classes: int, dropout: float = 0.0):
+# name: (kernel, bias) of a head layer; the table in the module docstring says which family uses which.
+HEAD_INITS = {"torch": ("fan_in", "fan_in"), "torch_zero_bias": ("fan_in", "zeros"), "normal": ("normal", "zeros"),
+              "normal_torch_bias": ("normal", "fan_in"), "fan_out": ("fan_out", "zeros")}
+
+
+def head_initializers(init: str, fan_in: int) -> dict:
+    """The ``kernel_initializer`` and ``bias_initializer`` of a head layer with ``fan_in`` inputs per output.
+
+    New initializer objects per call (a Keras initializer keeps its seed, so a shared one would repeat
+    its values). ``init`` is a key of ``HEAD_INITS``.
+    """
+    if init not in HEAD_INITS:
+        raise ValueError(f"init must be one of {', '.join(HEAD_INITS)}; got {init!r}.")
+    kernel, bias = HEAD_INITS[init]
+    bound = 1.0 / math.sqrt(fan_in)
+    kernels = {  # VarianceScaling's uniform limit is sqrt(3 * scale / fan): scale 1/3 gives 1/sqrt(fan)
+        "fan_in": lambda: keras.initializers.VarianceScaling(1.0 / 3.0, "fan_in", "uniform"),
+        "fan_out": lambda: keras.initializers.VarianceScaling(1.0 / 3.0, "fan_out", "uniform"),
+        "normal": lambda: keras.initializers.RandomNormal(0.0, 0.01),
+    }
+    biases = {"fan_in": lambda: keras.initializers.RandomUniform(-bound, bound), "zeros": lambda: "zeros"}
+    return {"kernel_initializer": kernels[kernel](), "bias_initializer": biases[bias]()}
+
+
+def dense(x, units: int, *, name: str, init: str = "torch", activation: str | None = None):
+    """A head's ``Dense`` layer, initialized by ``init`` (see the module docstring)."""
+    return layers.Dense(units, activation=activation, name=name,
+                        **head_initializers(init, int(x.shape[-1])))(x)
+
+
+def fc_conv(x, units: int, *, name: str, init: str = "torch"):
+    """A head's 1x1 conv with bias acting as a fully connected layer (NiN, SqueezeNet, MobileNet v1 heads),
+    initialized by ``init`` like :func:`dense` (fan_in = input channels)."""
+    return layers.Conv2D(units, 1, name=name, **head_initializers(init, int(x.shape[-1])))(x)
+
+
+def default_head(x, num_classes: int, dropout: float = 0.0, init: str = "torch"):
     """Global average pooling -> dropout -> Dense(num_classes), named ``head_pool/head_drop/head_fc``."""
     x = layers.GlobalAveragePooling2D(name="head_pool")(x)
     if dropout:
         x = layers.Dropout(dropout, name="head_drop")(x)
-    return layers.Dense(num_classes, name="head_fc")(x)
+    return dense(x, num_classes, name="head_fc", init=init)
 
 
-def fc_head(units=(4096, 4096), dropout_before: bool = False):
+def fc_head(units=(4096, 4096), dropout_before: bool = False, init: str = "torch"):
     """Flatten -> [FC -> ReLU -> dropout] per hidden layer -> FC classes (``dropout_before`` puts each dropout
-    before its FC, as torchvision's AlexNet does)."""
+    before its FC, as torchvision's AlexNet does); every FC initialized by ``init``."""
 
     def head(x, num_classes, dropout):
         x = layers.Flatten(name="head_flatten")(x)
         for i, width in enumerate(units, start=1):
             if dropout and dropout_before:
                 x = layers.Dropout(dropout, name=f"head_fc{i}_drop")(x)
-            x = layers.Dense(width, name=f"head_fc{i}")(x)
+            x = dense(x, width, name=f"head_fc{i}", init=init)
             x = layers.ReLU(name=f"head_fc{i}_act")(x)
             if dropout and not dropout_before:
                 x = layers.Dropout(dropout, name=f"head_fc{i}_drop")(x)
-        return layers.Dense(num_classes, name="head_fc")(x)
+        return dense(x, num_classes, name="head_fc", init=init)
 
     return head
 
 
-def conv_head(x, num_classes, dropout=0.0):
+def conv_head(x, num_classes, dropout=0.0, init: str = "torch"):
     """NiN head: [dropout] -> 1x1 conv to the classes (bias) -> ReLU -> global average pooling."""
     if dropout:
         x = layers.Dropout(dropout, name="head_drop")(x)
-    x = layers.Conv2D(num_classes, 1, name="head_conv")(x)
+    x = fc_conv(x, num_classes, name="head_conv", init=init)
     x = layers.ReLU(name="head_act")(x)
     return layers.GlobalAveragePooling2D(name="head_pool")(x)
 
@@ -59,6 +120,9 @@ def _check_input_shape(input_shape, min_size: int | None, model_name: str, fixed
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (height, width, channels); got {input_shape!r}.")
     h, w, c = input_shape
+    if h in (1, 3) and isinstance(c, int) and c > 4 and w == c:
+        raise ValueError(f"input_shape {tuple(input_shape)!r} looks channels-first; models here are channels-last: "
+                         f"pass {(w, c, h)!r}.")
     if c is None or not isinstance(c, int) or c <= 0:
         raise ValueError(f"input_shape channels must be a positive integer; got {input_shape!r}.")
     for size in (h, w):
@@ -87,11 +151,44 @@ def load_weights(model, weights):
             raise ValueError(f"weights={weights!r} would need a download, which this catalog never does; "
                              "pass a path to a local weights file.")
         raise FileNotFoundError(f"weights file {path} does not exist.")
-    try:
-        model.load_weights(path)
-    except Exception as err:  # Keras raises several types for a corrupt or mismatched file.
-        raise ValueError(f"weights file {path} could not be loaded into {model.name}: {err}") from err
+    with warnings.catch_warnings(record=True) as caught:  # one sentence on failure, not 100 warnings
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except Exception as err:  # Keras raises several types for a corrupt or mismatched file.
+            raise ValueError(weights_mismatch_message(str(err), model, path)) from None
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
     return model
+
+
+def weights_mismatch_message(message: str, model, path) -> str:
+    """One sentence from Keras' (often 100-line) weight-loading error: the layer, the shapes, the cause."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    shapes = re.search(r"variable\.shape=\(([^)]*)\), Received: value\.shape=\(([^)]*)\)", message)
+    layer = re.search(r"path=([\w/.-]+)", message) or re.search(r"object <\w+ name=([\w.-]+)", message)
+    where = f"layer {layer.group(1)}" if layer else "a layer"
+    if shapes:
+        expected = tuple(int(v) for v in shapes.group(1).replace(" ", "").split(",") if v)
+        found = tuple(int(v) for v in shapes.group(2).replace(" ", "").split(",") if v)
+        weighted = [w.path for w in model.weights]
+        name = layer.group(1) if layer else ""
+        differ = [i for i, (a, b) in enumerate(zip(expected, found)) if a != b] if len(expected) == len(found) else []
+        if weighted and name == weighted[0] and differ == [len(expected) - 2]:
+            cause = "the file was saved from a model with another number of input channels"
+        elif weighted and name in weighted[-2:] and differ == [len(expected) - 1]:
+            cause = "the file was saved from a model with another number of classes"
+        else:
+            cause = "the file was probably saved from another architecture or width"
+        return (f"weights file {path} does not fit {model.name}: {where} expects shape {expected} but the "
+                f"file holds {found}; {cause}.")
+    counts = re.search(r"expected (\d+) variables, but received (\d+)", message)
+    if counts:
+        return (f"weights file {path} does not fit {model.name}: {where} expects {counts.group(1)} "
+                f"variable(s) but the file holds {counts.group(2)}; the file was probably saved from another "
+                f"architecture.")
+    first = lines[0] if lines else type(message).__name__
+    return f"weights file {path} could not be loaded into {model.name}: {first[:200]}."
 
 
 def build_classifier(backbone: Callable, *, name: str = "model",

@@ -7,11 +7,13 @@ the first block of stage 4 merges them back, and stage 4 runs on one frequency, 
 implementation (d-li14/octconv.pytorch). Octave convs split the vanilla weights four ways, so the
 trainable parameters equal ResNet-50's 25,557,032 at every alpha; the MACs fall with alpha (about 2.4G at
 alpha 0.5 vs 4.1G). The registered ``oct_resnet50`` uses alpha = 0.5, the paper's headline setting.
+Any input side from 32 up works: where a side is odd, the low frequency rounds up and is cropped back
+where it meets the high one (see :mod:`catalog.blocks.octave`); the stage sizes then equal ResNet-50's.
 """
 
 from keras import layers
 
-from catalog.blocks.layers import conv_bn_act, pad_symmetric
+from catalog.blocks.layers import conv_bn_act, crop_to, pad_symmetric
 from catalog.blocks.octave import octave_bottleneck
 from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
@@ -27,22 +29,29 @@ REFERENCE_MACS = {"oct_resnet50": 2.4e9, "oct_resnet50_a250": 3.1e9, "oct_resnet
 
 
 def _stage_feature(high, low, name):
-    """A stage's feature map: the low frequency upsampled x2 and concatenated to the high one."""
+    """A stage's feature map: the low frequency upsampled x2 (cropped to an odd high side) and concatenated
+    to the high one."""
     if low is None:
         return high
     up = layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_low_up")(low)
+    up = crop_to(up, high, name=f"{name}_low_crop")
     return layers.Concatenate(name=f"{name}_features")([high, up])
 
 
-def oct_resnet(alpha: float = 0.5, depths=(3, 4, 6, 3), width: int = 64, **kwargs):
+def oct_resnet(alpha: float = 0.5, depths=(3, 4, 6, 3), width: int = 64, zero_init_residual: bool = False,
+               **kwargs):
     """OctResNet: octave bottlenecks (ResNet-50 v1.5 structure) with low-frequency ratio ``alpha``.
 
     Args:
         alpha: low-frequency ratio of stages 1-3, in [0, 1) (0 gives the vanilla ResNet).
         depths: bottlenecks per stage.
         width: width of the first stage's bottleneck (64 for ResNet-50).
+        zero_init_residual: start the last BatchNorm gammas of every bottleneck's branch at 0 (the
+            torchvision ResNet's ``zero_init_residual``, Goyal et al. 2017).
         **kwargs: the classification keywords of :func:`catalog.models.classifier.build_classifier`.
     """
+    if not isinstance(zero_init_residual, bool):
+        raise ValueError(f"zero_init_residual must be True or False; got {zero_init_residual!r}.")
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha < 1.0:
         raise ValueError(f"alpha must be a number in [0, 1); got {alpha!r}.")
     if len(depths) != 4 or any(not isinstance(d, int) or d < 1 for d in depths):
@@ -63,6 +72,7 @@ def oct_resnet(alpha: float = 0.5, depths=(3, 4, 6, 3), width: int = 64, **kwarg
                 a_out = 0.0 if last else alpha
                 high, low = octave_bottleneck(high, low, width * 2 ** s, stride=2 if s and not b else 1,
                                               alpha_in=a_in, alpha=alpha, alpha_out=a_out,
+                                              zero_init_residual=zero_init_residual,
                                               name=f"stage{s + 1}_block{b + 1}")
                 a_in = a_out
             stages.append(_stage_feature(high, low, f"stage{s + 1}"))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import warnings
 
 import numpy as np
@@ -417,3 +418,220 @@ def test_shapes_restoration_pairs_through_load():
     np.testing.assert_allclose(x.numpy(), want["low_res"] / 255.0, atol=1e-6)
     np.testing.assert_allclose(y.numpy(), want["clean"] / 255.0, atol=1e-6)
     assert info["task"] == "super_resolution"
+
+
+# ------------------------------------------------------------------------------------ grayscale (channels)
+@pytest.fixture(scope="module")
+def shapes_tfds(tmp_path_factory):
+    """A data_dir holding the prepared ``catalog_shapes/small`` (train 256, test 64)."""
+    data_dir = tmp_path_factory.mktemp("tfds")
+    datasets.prepare_shapes(str(data_dir), config="small")
+    return data_dir
+
+
+def _gray(x):
+    return tf.image.rgb_to_grayscale(tf.constant(x, tf.float32)).numpy()
+
+
+def test_channels_1_yields_luminance_from_every_source(folder, tmp_path, shapes_tfds):
+    coco = tmp_path / "coco"
+    coco.mkdir()
+    coco_path = _write_coco(coco, [[(3, (4.0, 6.0, 20.0, 10.0))], [(7, (0.0, 0.0, 64.0, 48.0))]])
+    _write_voc(tmp_path / "voc", [("dog", (4, 6, 20, 10))])
+    (tmp_path / "voc" / "ImageSets" / "Main" / "train.txt").write_text("000001\n")
+    cases = [
+        (f"folder:{folder}", dict(split="all")),
+        (f"coco:{coco_path}:{coco / 'img'}", dict(task="detection", max_boxes=2)),
+        (f"voc:{tmp_path / 'voc'}", dict(task="segmentation")),
+        ("shapes", dict(split="test", task="detection", num_images=8, max_boxes=3, image_size=32)),
+        ("tfds:catalog_shapes/small", dict(split="test", data_dir=str(shapes_tfds))),
+        ("shapes", dict(task="denoising", num_images=4, image_size=32)),
+    ]
+    for spec, kw in cases:
+        for augment in (False, True):
+            if augment and kw.get("task") == "denoising":
+                continue
+            args = dict(image_size=(24, 32), batch_size=64, shuffle=False, preprocessing="none", seed=5,
+                        augment=augment)
+            args.update(kw)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                rgb, _ = datasets.load(spec, **args)
+                gray, info = datasets.load(spec, channels=1, **args)
+            (x3, y3), (x1, y1) = next(iter(rgb)), next(iter(gray))
+            assert info["channels"] == 1 and x1.shape == (*x3.shape[:3], 1), (spec, augment)
+            # converted after decoding and augmentation: the same seed gives the luminance of the RGB batch
+            np.testing.assert_allclose(x1.numpy(), _gray(x3.numpy()), atol=1e-3, err_msg=f"{spec} {augment}")
+            if kw.get("task") == "denoising":
+                assert y1.shape == (*y3.shape[:3], 1)
+                np.testing.assert_allclose(y1.numpy(), _gray(y3.numpy()), atol=1e-3)
+    # BT.601 weights on the known colours of the folder's classes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the fixture's bad files
+        ds, info = datasets.load(f"folder:{folder}", split="all", image_size=24, preprocessing="none",
+                                 channels=1)
+    x, y = _collect(ds)
+    for image, label in zip(x, y):
+        colour = np.array(COLOURS[info["class_names"][label]], np.float64)
+        np.testing.assert_allclose(image.mean(), colour @ [0.2989, 0.5870, 0.1140], atol=4)
+    _, info = datasets.load("shapes", num_images=2, image_size=16)
+    assert info["channels"] == 3
+
+
+def test_grayscale_files_expand_to_rgb_and_stay_gray_with_channels_1(tmp_path):
+    (tmp_path / "g").mkdir()
+    Image.fromarray(np.full((12, 12), 77, np.uint8), mode="L").save(tmp_path / "g" / "a.png")
+    x3, _ = _collect(datasets.load(f"folder:{tmp_path}", split="all", image_size=12, preprocessing="none")[0])
+    x1, _ = _collect(datasets.load(f"folder:{tmp_path}", split="all", image_size=12, preprocessing="none",
+                                   channels=1)[0])
+    assert x3.shape == (1, 12, 12, 3) and x1.shape == (1, 12, 12, 1)
+    np.testing.assert_allclose(x3, 77, atol=1e-3)
+    np.testing.assert_allclose(x1, 77, atol=0.05)  # the BT.601 weights sum to 0.9999
+
+
+def test_channels_1_normalization_uses_mean_channel_statistics():
+    x = tf.constant([[[255.0], [0.0]]])
+    np.testing.assert_allclose(T.normalize(x, "unit").numpy().ravel(), [1, 0])
+    np.testing.assert_allclose(T.normalize(x, "tf").numpy().ravel(), [1, -1])
+    np.testing.assert_allclose(T.normalize(x, "none").numpy().ravel(), [255, 0])
+    mean, std = np.mean([0.485, 0.456, 0.406]), np.mean([0.229, 0.224, 0.225])
+    np.testing.assert_allclose(T.normalize(x, "torch").numpy().ravel(), [(1 - mean) / std, -mean / std],
+                               rtol=1e-5)
+    np.testing.assert_allclose(T.normalize(x, "caffe").numpy().ravel(),
+                               [255 - np.mean([103.939, 116.779, 123.68]), -np.mean([103.939, 116.779, 123.68])],
+                               rtol=1e-5)
+    kw = dict(num_images=4, image_size=16, shuffle=False, batch_size=4)
+    plain, _ = next(iter(datasets.load("shapes", channels=1, preprocessing="none", **kw)[0]))
+    torch, _ = next(iter(datasets.load("shapes", channels=1, preprocessing="torch", **kw)[0]))
+    np.testing.assert_allclose(torch.numpy(), (plain.numpy() / 255 - mean) / std, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("channels", [2, 4, 0, "1", True, None])
+def test_channels_must_be_1_or_3(channels):
+    with pytest.raises(ValueError, match=r"^channels must be 1 .*or 3 .*; got"):
+        datasets.load("shapes", channels=channels)
+
+
+# ------------------------------------------------------------------------------------------- ~ in specs
+def test_tilde_expands_in_spec_paths_and_data_dir(tmp_path, monkeypatch, shapes_tfds):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("a", "b"):
+        (home / "flowers" / name).mkdir(parents=True)
+        _solid((9, 9, 9), 8, 8).save(home / "flowers" / name / "0.png")
+    _, info = datasets.load("folder:~/flowers", split="all", image_size=8)
+    assert info["count"] == 2 and info["class_names"] == ("a", "b") and info["spec"] == "folder:~/flowers"
+    (home / "coco").mkdir()
+    _write_coco(home / "coco", [[(3, (4.0, 6.0, 20.0, 10.0))]])
+    _, info = datasets.load("coco:~/coco/instances.json:~/coco/img", task="detection", image_size=8)
+    assert info["count"] == 1
+    _write_voc(home / "voc", [("dog", (4, 6, 20, 10))])
+    (home / "voc" / "ImageSets" / "Main" / "train.txt").write_text("000001\n")
+    _, info = datasets.load("voc:~/voc", task="detection", image_size=8)
+    assert info["count"] == 1
+    (home / "tfds").symlink_to(shapes_tfds, target_is_directory=True)
+    _, info = datasets.load("tfds:catalog_shapes/small", split="test", data_dir="~/tfds", image_size=8)
+    assert info["count"] == 64
+    assert datasets.evaluation_split("folder:~/flowers") == "all"
+    assert datasets.evaluation_split("voc:~/voc") == "val"
+    assert datasets.evaluation_split("tfds:catalog_shapes/small", data_dir="~/tfds") == "test"
+
+
+# -------------------------------------------------------------------------------------- evaluation_split
+tfds = pytest.importorskip("tensorflow_datasets")
+from etils import epath  # noqa: E402  (a tensorflow-datasets dependency)
+
+
+class CatalogTestSplits(tfds.core.GeneratorBasedBuilder):
+    """Two tiny classification datasets: ``val`` has train + validation splits, ``train_only`` train."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="val"), tfds.core.BuilderConfig(name="train_only")]
+    pkg_dir_path = epath.Path(os.path.dirname(os.path.abspath(__file__)))
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):  # as in tfds_shapes: TFDS's own lookup of the module file fails here
+        return epath.Path(os.path.abspath(__file__))
+
+    def _info(self):
+        features = tfds.features.FeaturesDict({"image": tfds.features.Image(shape=(8, 8, 3)),
+                                               "label": tfds.features.ClassLabel(names=["a", "b"])})
+        return tfds.core.DatasetInfo(builder=self, features=features, supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+        splits = ("train", "validation") if self.builder_config.name == "val" else ("train",)
+        return {s: self._generate_examples(n) for s, n in zip(splits, (4, 2))}
+
+    def _generate_examples(self, n):
+        for i in range(n):
+            yield i, {"image": np.full((8, 8, 3), i, np.uint8), "label": i % 2}
+
+
+def _flat_folder(root, classes=("a", "b"), n=2):
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for i in range(n):
+            _solid((9, 9, 9), 8, 8).save(root / name / f"{i}.png")
+
+
+def _check_split(spec, want, count, **kw):
+    split = datasets.evaluation_split(spec, data_dir=kw.get("data_dir"))
+    assert split == want, spec
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, info = datasets.load(spec, split=split, **{"image_size": 8, **kw})  # load accepts it
+    assert info["count"] == count and info["split"] == want
+
+
+def test_evaluation_split_folders(tmp_path):
+    _flat_folder(tmp_path / "flat")
+    _check_split(f"folder:{tmp_path / 'flat'}", "all", 4)
+    for val_name in ("val", "valid", "validation"):
+        root = tmp_path / val_name
+        _flat_folder(root / "train", n=3)
+        _flat_folder(root / val_name, n=1)
+        _check_split(f"folder:{root}", "val", 2)
+    root = tmp_path / "three"
+    for split, n in (("train", 3), ("val", 2), ("test", 1)):
+        _flat_folder(root / split, n=n)
+    _check_split(f"folder:{root}", "test", 2)
+    _flat_folder(tmp_path / "only" / "train", n=3)
+    _check_split(f"folder:{tmp_path / 'only'}", "train", 6)  # its whole data is train/
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        datasets.evaluation_split(f"folder:{tmp_path / 'nowhere'}")
+
+
+def test_evaluation_split_annotations_and_generated(tmp_path):
+    (tmp_path / "coco").mkdir()
+    path = _write_coco(tmp_path / "coco", [[(3, (4.0, 6.0, 20.0, 10.0))], [(7, (0.0, 0.0, 64.0, 48.0))]])
+    _check_split(f"coco:{path}:{tmp_path / 'coco' / 'img'}", "all", 2, task="detection")
+    voc = tmp_path / "voc"
+    _write_voc(voc, [("dog", (4, 6, 20, 10))])
+    _check_split(f"voc:{voc}", "val", 1, task="detection")  # no val.txt: every annotated image
+    (voc / "ImageSets" / "Main" / "val.txt").write_text("000001\n")
+    _check_split(f"voc:{voc}", "val", 1, task="detection")
+    (voc / "ImageSets" / "Main" / "test.txt").write_text("000001\n")
+    _check_split(f"voc:{voc}", "test", 1, task="detection")
+    _check_split("shapes", "test", 4, num_images=4, image_size=16)
+    with pytest.raises(ValueError, match="spec"):
+        datasets.evaluation_split("nonsense:x")
+
+
+def test_evaluation_split_tfds_reads_the_prepared_split_names(tmp_path, shapes_tfds):
+    _check_split("tfds:catalog_shapes/small", "test", 64, data_dir=str(shapes_tfds))
+    for config, want, count in (("val", "validation", 2), ("train_only", "train", 4)):
+        CatalogTestSplits(config=config, data_dir=str(tmp_path)).download_and_prepare()
+        _check_split(f"tfds:catalog_test_splits/{config}", want, count, data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="not prepared"):
+        datasets.evaluation_split("tfds:catalog_shapes/restoration", data_dir=str(tmp_path))
+
+
+def test_import_catalog_datasets_stays_free_of_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys, catalog.datasets as d; d.evaluation_split; d.load; "
+            "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,5 +1,8 @@
-"""OctResNet family facts: vanilla parameter count at every alpha, frequencies and resolutions, MACs."""
+"""OctResNet family facts: vanilla parameter count at every alpha, frequencies and resolutions, MACs,
+input sizes that are not multiples of 32."""
 
+import keras
+import numpy as np
 import pytest
 
 import catalog
@@ -54,6 +57,32 @@ def test_features_concatenate_both_frequencies():
 def test_macs_fall_with_alpha():
     macs = [count_macs(catalog.create_model("oct_resnet50", alpha=a, **SMALL)) for a in (0.0, 0.125, 0.5)]
     assert macs[0] > macs[1] > macs[2] > 0.4 * macs[0]  # stem, stage 4 and head stay full resolution
+
+
+@pytest.mark.parametrize("size", [80, 112, 200])
+def test_input_sizes_not_multiples_of_32_build_and_predict(size):
+    # odd sides from stage 2 (200: 25), 3 (112: 7) or 3-4 (80: 5, 3), where the low frequency came back
+    # from upsampling one row short of the high one ("incompatible shapes")
+    model = catalog.create_model("oct_resnet50", input_shape=(size, size, 3), num_classes=5)
+    x = np.random.default_rng(0).standard_normal((1, size, size, 3)).astype("float32")
+    out = np.asarray(model.predict_on_batch(x))
+    assert out.shape == (1, 5) and np.all(np.isfinite(out))
+
+
+def test_odd_sides_give_resnet50_stage_sizes():
+    feats = catalog.create_model("oct_resnet50", features_only=True, **{**SMALL, "input_shape": (45, 45, 3)})
+    assert [tuple(t.shape[1:3]) for t in feats.outputs] == [(23, 23), (12, 12), (6, 6), (3, 3), (2, 2)]
+    stage3 = feats.get_layer("stage3_block1_low_out").output
+    assert tuple(stage3.shape[1:3]) == (2, 2)  # half of 3, rounded up; cropped back where it meets 3
+    assert "stage3_features" in {layer.name for layer in feats.layers}
+    assert "stage3_low_crop" in {layer.name for layer in feats.layers}
+
+
+def test_multiples_of_32_add_no_size_matching_layers():
+    model = catalog.create_model("oct_resnet50", **SMALL)
+    assert not any(isinstance(layer, keras.layers.Cropping2D) for layer in model.layers)
+    pools = [layer for layer in model.layers if isinstance(layer, keras.layers.AveragePooling2D)]
+    assert pools and {layer.padding for layer in pools} == {"valid"}
 
 
 @pytest.mark.parametrize("kwargs, match", [(dict(alpha=1.0), "alpha must be"),
