@@ -10,7 +10,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
-from catalog.blocks.layers import act, batch_norm, conv_bn_act
+from catalog.blocks.layers import act, batch_norm, conv2d, conv_bn_act
 
 
 def se(x, ratio: int = 16, reduced_channels: int | None = None, activation: str = "relu",
@@ -33,9 +33,9 @@ def se(x, ratio: int = 16, reduced_channels: int | None = None, activation: str 
     channels = int(x.shape[-1])
     reduced = reduced_channels if reduced_channels is not None else max(1, channels // ratio)
     s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(x)
-    s = layers.Conv2D(reduced, 1, use_bias=True, name=f"{name}_reduce")(s)
+    s = conv2d(reduced, 1, use_bias=True, name=f"{name}_reduce")(s)
     s = act(s, activation, name=f"{name}_act")
-    s = layers.Conv2D(channels, 1, use_bias=True, name=f"{name}_expand")(s)
+    s = conv2d(channels, 1, use_bias=True, name=f"{name}_expand")(s)
     s = act(s, gate, name=f"{name}_gate")
     return layers.Multiply(name=f"{name}_scale")([x, s])
 
@@ -71,9 +71,9 @@ def cbam(x, ratio: int = 16, kernel_size: int = 7, *, name: str):
     """
     channels = int(x.shape[-1])
     reduced = max(1, channels // ratio)
-    fc1 = layers.Conv2D(reduced, 1, use_bias=True, name=f"{name}_channel_fc1")
+    fc1 = conv2d(reduced, 1, use_bias=True, name=f"{name}_channel_fc1")
     relu = layers.ReLU(name=f"{name}_channel_act")
-    fc2 = layers.Conv2D(channels, 1, use_bias=True, name=f"{name}_channel_fc2")
+    fc2 = conv2d(channels, 1, use_bias=True, name=f"{name}_channel_fc2")
     avg = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_channel_avg_pool")(x)
     mx = layers.GlobalMaxPooling2D(keepdims=True, name=f"{name}_channel_max_pool")(x)
     s = layers.Add(name=f"{name}_channel_sum")([fc2(relu(fc1(avg))), fc2(relu(fc1(mx)))])
@@ -128,7 +128,7 @@ def sk(x, filters: int, strides: int = 1, branches: int = 2, groups: int = 32, r
     s = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_pool")(s)
     z = conv_bn_act(s, dim, 1, name=f"{name}_fc")
     logits = [layers.Reshape((1, filters), name=f"{name}_select{m + 1}_reshape")(
-        layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_select{m + 1}")(z)) for m in range(branches)]
+        conv2d(filters, 1, use_bias=False, name=f"{name}_select{m + 1}")(z)) for m in range(branches)]
     weights = layers.Concatenate(axis=1, name=f"{name}_select_concat")(logits)
     weights = layers.Softmax(axis=1, name=f"{name}_softmax")(weights)  # (M, C): softmax across branches
     out = []
@@ -159,9 +159,9 @@ def non_local(x, reduction: int = 2, sub_sample: bool = True, zero_init: bool = 
     if height is None or width is None:
         raise ValueError(f"non_local needs an input with a fixed height and width; got shape {tuple(x.shape)}.")
     inner = max(1, channels // reduction)
-    theta = layers.Conv2D(inner, 1, name=f"{name}_theta")(x)
-    phi = layers.Conv2D(inner, 1, name=f"{name}_phi")(x)
-    g = layers.Conv2D(inner, 1, name=f"{name}_g")(x)
+    theta = conv2d(inner, 1, name=f"{name}_theta")(x)
+    phi = conv2d(inner, 1, name=f"{name}_phi")(x)
+    g = conv2d(inner, 1, name=f"{name}_g")(x)
     if sub_sample:
         phi = layers.MaxPooling2D(2, name=f"{name}_phi_pool")(phi)
         g = layers.MaxPooling2D(2, name=f"{name}_g_pool")(g)
@@ -172,6 +172,6 @@ def non_local(x, reduction: int = 2, sub_sample: bool = True, zero_init: bool = 
     f = layers.Softmax(axis=-1, name=f"{name}_softmax")(f)
     y = layers.Dot(axes=(2, 1), name=f"{name}_aggregate")([f, g])  # (N, HW, C/2)
     y = layers.Reshape((height, width, inner), name=f"{name}_unflat")(y)
-    y = layers.Conv2D(channels, 1, use_bias=False, name=f"{name}_out_conv")(y)
+    y = conv2d(channels, 1, use_bias=False, name=f"{name}_out_conv")(y)
     y = batch_norm(y, name=f"{name}_out_bn", gamma_initializer="zeros" if zero_init else "ones")
     return layers.Add(name=f"{name}_add")([x, y])

@@ -5,6 +5,14 @@ Every block has the signature ``block(x, filters, stride=1, ..., name=...) -> te
 callable ``fn(x, name=...)`` (e.g. ``functools.partial(attention.se, ratio=16)``) applied to the residual
 branch before the addition, as SENet and CBAM place it. Layer names: ``{name}_conv1_conv``,
 ``{name}_shortcut_conv``, ``{name}_se_reduce``, ``{name}_drop_path``, ``{name}_add``, ``{name}_out``.
+
+``zero_init_residual=True`` makes every block start as the identity on its residual branch (Goyal et al.
+2017, "Accurate, Large Minibatch SGD", torchvision's ``zero_init_residual``): the last BatchNorm of the
+branch (``conv2_bn`` of :func:`basic`, ``conv3_bn`` of :func:`bottleneck`) starts with gamma 0. A
+pre-activation block has no BatchNorm after its last conv, so there the last conv's kernel starts at 0
+(``conv2_conv`` / ``conv3_conv``; its bias, if any, is 0 anyway), as timm's ``zero_init_last`` does for
+its pre-activation ResNets. Either way the branch outputs zeros (attention of zeros is zeros), and the
+zeroed weights still get gradients, since their inputs are not zero.
 """
 
 from __future__ import annotations
@@ -75,7 +83,7 @@ def _shortcut(x, out_channels: int, stride: int, kind: str, name: str, bias: boo
 
 
 def basic(x, filters: int, stride: int = 1, *, shortcut: str = "projection", drop_path_rate: float = 0.0,
-          attention: Callable | None = None, name: str):
+          attention: Callable | None = None, zero_init_residual: bool = False, name: str):
     """Basic block of ResNet-18/34 (He et al. 2016): 3x3(stride)-BN-ReLU, 3x3-BN, + shortcut, ReLU.
 
     Parameters: 9*Cin*F + 9*F*F + 4F, plus Cin*F + 2F for a projection shortcut.
@@ -87,12 +95,13 @@ def basic(x, filters: int, stride: int = 1, *, shortcut: str = "projection", dro
         shortcut: "projection" (option B: 1x1 conv + BN when the shape changes) or "zero_pad" (option A).
         drop_path_rate: stochastic-depth rate of the residual branch.
         attention: ``fn(x, name=...)`` applied to the residual branch before the addition, or None.
+        zero_init_residual: start ``conv2_bn``'s gamma at 0 (the block starts as the identity).
         name: layer name prefix.
     """
     _check(filters, stride)
     sc = _shortcut(x, filters, stride, shortcut, name)
     y = conv_bn_act(x, filters, 3, stride, padding=_pad(stride), name=f"{name}_conv1")
-    y = conv_bn_act(y, filters, 3, activation=None, name=f"{name}_conv2")
+    y = conv_bn_act(y, filters, 3, activation=None, zero_init=zero_init_residual, name=f"{name}_conv2")
     y = _branch_end(y, attention=attention, drop_path_rate=drop_path_rate, name=name)
     y = layers.Add(name=f"{name}_add")([sc, y])
     return act(y, "relu", name=f"{name}_out")
@@ -100,7 +109,8 @@ def basic(x, filters: int, stride: int = 1, *, shortcut: str = "projection", dro
 
 def bottleneck(x, filters: int, stride: int = 1, *, groups: int = 1, base_width: int = 64,
                expansion: int = 4, stride_on_1x1: bool = False, shortcut: str = "projection",
-               drop_path_rate: float = 0.0, attention: Callable | None = None, name: str):
+               drop_path_rate: float = 0.0, attention: Callable | None = None, zero_init_residual: bool = False,
+               name: str):
     """Bottleneck block: 1x1-BN-ReLU, 3x3(groups)-BN-ReLU, 1x1(expansion*F)-BN, + shortcut, ReLU.
 
     The stride sits on the 3x3 (torchvision "ResNet v1.5"); ``stride_on_1x1=True`` puts it on the first
@@ -120,6 +130,7 @@ def bottleneck(x, filters: int, stride: int = 1, *, groups: int = 1, base_width:
         shortcut: "projection" or "zero_pad" (see :func:`basic`).
         drop_path_rate: stochastic-depth rate of the residual branch.
         attention: ``fn(x, name=...)`` applied to the residual branch before the addition, or None.
+        zero_init_residual: start ``conv3_bn``'s gamma at 0 (the block starts as the identity).
         name: layer name prefix.
     """
     _check(filters, stride)
@@ -135,7 +146,7 @@ def bottleneck(x, filters: int, stride: int = 1, *, groups: int = 1, base_width:
     s1, s3 = (stride, 1) if stride_on_1x1 else (1, stride)
     y = conv_bn_act(x, width, 1, s1, name=f"{name}_conv1")
     y = conv_bn_act(y, width, 3, s3, groups=groups, padding=_pad(s3), name=f"{name}_conv2")
-    y = conv_bn_act(y, out, 1, activation=None, name=f"{name}_conv3")
+    y = conv_bn_act(y, out, 1, activation=None, zero_init=zero_init_residual, name=f"{name}_conv3")
     y = _branch_end(y, attention=attention, drop_path_rate=drop_path_rate, name=name)
     y = layers.Add(name=f"{name}_add")([sc, y])
     return act(y, "relu", name=f"{name}_out")
@@ -145,14 +156,16 @@ def grouped_bottleneck(x, filters: int, stride: int = 1, *, cardinality: int = 3
                        name: str, **kwargs):
     """ResNeXt bottleneck (Xie et al. 2017): :func:`bottleneck` with ``groups=cardinality``.
 
-    Width = int(F * base_width / 64) * cardinality (ResNeXt-50 32x4d: 128 at F = 64).
+    Width = int(F * base_width / 64) * cardinality (ResNeXt-50 32x4d: 128 at F = 64). ``kwargs`` are
+    :func:`bottleneck`'s (``zero_init_residual``, ``attention``, ...).
     """
     return bottleneck(x, filters, stride, groups=cardinality, base_width=base_width, name=name, **kwargs)
 
 
 def wide_bottleneck(x, filters: int, stride: int = 1, *, width_factor: int = 2, name: str, **kwargs):
     """Wide bottleneck (Zagoruyko & Komodakis 2016, torchvision wide_resnet50_2): the 1x1/3x3 widened by
-    ``width_factor`` (:func:`bottleneck` with ``base_width=64*width_factor``), output still 4F."""
+    ``width_factor`` (:func:`bottleneck` with ``base_width=64*width_factor``), output still 4F. ``kwargs``
+    are :func:`bottleneck`'s (``zero_init_residual``, ``attention``, ...)."""
     return bottleneck(x, filters, stride, base_width=64 * width_factor, name=name, **kwargs)
 
 
@@ -161,7 +174,8 @@ def _preact(x, name):
 
 
 def preact_basic(x, filters: int, stride: int = 1, *, use_bias: bool = False, dropout: float = 0.0,
-                 drop_path_rate: float = 0.0, attention: Callable | None = None, name: str):
+                 drop_path_rate: float = 0.0, attention: Callable | None = None, zero_init_residual: bool = False,
+                 name: str):
     """Pre-activation basic block (He et al. 2016, "Identity Mappings"; Wide ResNet's block).
 
     BN-ReLU, then 3x3(stride)-BN-ReLU-[dropout]-3x3 on the residual branch; a 1x1 projection of the
@@ -177,6 +191,7 @@ def preact_basic(x, filters: int, stride: int = 1, *, use_bias: bool = False, dr
         dropout: dropout rate between the two 3x3 convs.
         drop_path_rate: stochastic-depth rate of the residual branch.
         attention: ``fn(x, name=...)`` applied to the residual branch before the addition, or None.
+        zero_init_residual: start ``conv2_conv``'s kernel at 0 (no BatchNorm follows it).
         name: layer name prefix.
     """
     _check(filters, stride)
@@ -188,13 +203,15 @@ def preact_basic(x, filters: int, stride: int = 1, *, use_bias: bool = False, dr
     y = conv_bn_act(pre, filters, 3, stride, padding=_pad(stride), name=f"{name}_conv1")
     if dropout:
         y = layers.Dropout(dropout, name=f"{name}_dropout")(y)
-    y = conv_bn_act(y, filters, 3, norm=False, activation=None, use_bias=use_bias, name=f"{name}_conv2")
+    y = conv_bn_act(y, filters, 3, norm=False, activation=None, use_bias=use_bias, zero_init=zero_init_residual,
+                    name=f"{name}_conv2")
     y = _branch_end(y, attention=attention, drop_path_rate=drop_path_rate, name=name)
     return layers.Add(name=f"{name}_add")([sc, y])
 
 
 def preact_bottleneck(x, filters: int, stride: int = 1, *, expansion: int = 4, use_bias: bool = True,
-                      drop_path_rate: float = 0.0, attention: Callable | None = None, name: str):
+                      drop_path_rate: float = 0.0, attention: Callable | None = None,
+                      zero_init_residual: bool = False, name: str):
     """Pre-activation bottleneck (He et al. 2016, "Identity Mappings"), keras.applications ResNetV2 layout.
 
     BN-ReLU, then 1x1-BN-ReLU, 3x3(stride, zero padding 1)-BN-ReLU, 1x1(E*F) on the residual branch. The
@@ -211,6 +228,7 @@ def preact_bottleneck(x, filters: int, stride: int = 1, *, expansion: int = 4, u
         use_bias: biases on the convs that no BatchNorm follows.
         drop_path_rate: stochastic-depth rate of the residual branch.
         attention: ``fn(x, name=...)`` applied to the residual branch before the addition, or None.
+        zero_init_residual: start ``conv3_conv``'s kernel at 0 (no BatchNorm follows it).
         name: layer name prefix.
     """
     _check(filters, stride)
@@ -222,7 +240,8 @@ def preact_bottleneck(x, filters: int, stride: int = 1, *, expansion: int = 4, u
         sc = _shortcut(pre, out, stride, "projection", name, bias=use_bias, norm=False)
     y = conv_bn_act(pre, filters, 1, name=f"{name}_conv1")
     y = conv_bn_act(y, filters, 3, stride, padding="symmetric", name=f"{name}_conv2")
-    y = conv_bn_act(y, out, 1, norm=False, activation=None, use_bias=use_bias, name=f"{name}_conv3")
+    y = conv_bn_act(y, out, 1, norm=False, activation=None, use_bias=use_bias, zero_init=zero_init_residual,
+                    name=f"{name}_conv3")
     y = _branch_end(y, attention=attention, drop_path_rate=drop_path_rate, name=name)
     return layers.Add(name=f"{name}_add")([sc, y])
 

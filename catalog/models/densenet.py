@@ -4,14 +4,17 @@ ImageNet (torchvision layout): 7x7/2 conv (64) -> BN-ReLU -> 3x3/2 max pool -> d
 (6, 12, 24, 16) / (6, 12, 32, 32) / (6, 12, 48, 32) layers with growth rate 32 and 4k bottlenecks,
 separated by transitions with compression 0.5 -> BN-ReLU -> global average pool -> FC. CIFAR
 DenseNet-BC (L=100, k=12): 3x3 conv (2k = 24) -> three blocks of (L - 4) / 6 = 16 layers -> BN-ReLU ->
-pool -> FC: 769,162 trainable parameters at 10 classes (the paper's "0.8M"). No conv has a bias.
+pool -> FC: 769,162 trainable parameters at 10 classes (the paper's "0.8M"). No conv has a bias. The FC
+starts as torchvision's: PyTorch's default weight, bias 0.
 """
+
+import functools
 
 from keras import layers
 
 from catalog.blocks.dense import dense_block, transition
 from catalog.blocks.layers import act, batch_norm, conv_bn_act
-from catalog.models.classifier import build_classifier
+from catalog.models.classifier import build_classifier, default_head
 from catalog.registry import register_model
 
 _PAPER = "Huang et al. 2017, Densely Connected Convolutional Networks, CVPR"
@@ -71,7 +74,7 @@ def densenet(blocks=(6, 12, 24, 16), growth_rate: int = 32, init_features: int =
         stages.append(x)
         return x, stages
 
-    return build_classifier(backbone, **kwargs)
+    return build_classifier(backbone, head=functools.partial(default_head, init="torch_zero_bias"), **kwargs)
 
 
 for _name, _row in VARIANTS.items():

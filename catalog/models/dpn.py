@@ -14,7 +14,7 @@ weights, no slicing layer).
 
 from keras import layers
 
-from catalog.blocks.layers import act, batch_norm, conv_bn_act, norm_defaults, pad_symmetric
+from catalog.blocks.layers import act, batch_norm, conv2d, conv_bn_act, norm_defaults, pad_symmetric
 from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
@@ -31,14 +31,13 @@ def _bn_act_conv(x, filters, kernel_size=1, strides=1, groups=1, *, name):
     """Pre-activation unit of DPN: BatchNorm -> ReLU -> conv (no bias), PyTorch padding."""
     x = act(batch_norm(x, name=f"{name}_bn"), "relu", name=f"{name}_act")
     x = pad_symmetric(x, kernel_size, name=f"{name}_pad")
-    return layers.Conv2D(filters, kernel_size, strides=strides, groups=groups, use_bias=False,
-                         name=f"{name}_conv")(x)
+    return conv2d(filters, kernel_size, strides, groups=groups, use_bias=False, name=f"{name}_conv")(x)
 
 
 def _preact_convs(x, splits, strides=1, *, name):
     """BN -> ReLU -> several 1x1 convs of the same activation (one reference conv, split by channels)."""
     x = act(batch_norm(x, name=f"{name}_bn"), "relu", name=f"{name}_act")
-    return [layers.Conv2D(c, 1, strides=strides, use_bias=False, name=f"{name}_{part}_conv")(x)
+    return [conv2d(c, 1, strides, use_bias=False, name=f"{name}_{part}_conv")(x)
             for part, c in splits]
 
 

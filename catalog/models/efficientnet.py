@@ -6,15 +6,17 @@ dropout -> Dense head. Compound scaling: channels ``make_divisible(c * width)``,
 ``ceil(n * depth)``. keras.applications layout and BatchNorm (eps 1e-3, momentum 0.99); its
 Rescaling/Normalization input layers are not part of these models (preprocessing "torch" does that
 work), so the trainable counts equal keras.applications' (and torchvision's: the two layouts agree).
+The head Dense starts as both references start it: U(+-1/sqrt(classes)), bias 0.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 
 from catalog.blocks.depthwise import mbconv
 from catalog.blocks.layers import conv_bn_act, make_divisible, norm_defaults
-from catalog.models.classifier import build_classifier
+from catalog.models.classifier import build_classifier, default_head
 from catalog.registry import register_model
 
 # B0 rows (kernel, repeats, out channels, expansion, first stride) of the paper's Table 1.
@@ -63,7 +65,8 @@ def efficientnet(width: float = 1.0, depth: float = 1.0, dropout: float = 0.2, d
             x = conv_bn_act(x, make_divisible(1280 * width), 1, activation="swish", name="head_conv")
         return x, stages
 
-    return build_classifier(backbone, dropout=dropout, **kwargs)
+    return build_classifier(backbone, head=functools.partial(default_head, init="fan_out"), dropout=dropout,
+                            **kwargs)
 
 
 for _name, (_w, _d, _res, _drop, _params, _macs) in VARIANTS.items():

@@ -6,15 +6,18 @@ branch (torchvision uses 3x3 there, a bug it keeps for its weights) and, as torc
 (eps 1e-3) after every conv and no LRN: 7,005,832 trainable parameters. ``aux_logits=True`` adds the two
 auxiliary classifiers on 4a and 4d (5x5/3 avg pool -> 1x1 conv (128) -> FC 1024 -> ReLU -> dropout 0.7
 -> FC); the model then has three outputs (main, aux1, aux2), trained with
-loss = main + 0.3 * aux1 + 0.3 * aux2 and dropped at inference.
+loss = main + 0.3 * aux1 + 0.3 * aux2 and dropped at inference. Every head FC starts as torchvision's:
+weights N(0, 0.01), PyTorch's default bias (``init="normal_torch_bias"`` of the classifier module).
 """
+
+import functools
 
 import keras
 from keras import layers
 
 from catalog.blocks.inception import inception_v1
 from catalog.blocks.layers import act, conv_bn_act, norm_defaults
-from catalog.models.classifier import build_classifier, load_weights
+from catalog.models.classifier import build_classifier, default_head, dense, load_weights
 from catalog.registry import register_model
 
 # (name, (c1, c3_reduce, c3, c5_reduce, c5, pool_proj)) of Table 1; "pool" is a 3x3/2 max pool.
@@ -27,6 +30,8 @@ MODULES = (
 )
 FEATURES = ("conv1", "conv3", "inception3b", "inception4e", "inception5b")
 AUX = {"inception4a": "aux1", "inception4d": "aux2"}
+HEAD_INIT = "normal_torch_bias"
+HEAD = functools.partial(default_head, init=HEAD_INIT)
 
 
 def _aux_head(x, num_classes, activation, name):
@@ -34,10 +39,10 @@ def _aux_head(x, num_classes, activation, name):
     with norm_defaults(epsilon=1e-3):
         x = conv_bn_act(x, 128, 1, name=f"{name}_conv")
     x = layers.Flatten(name=f"{name}_flatten")(x)
-    x = layers.Dense(1024, name=f"{name}_fc1")(x)
+    x = dense(x, 1024, name=f"{name}_fc1", init=HEAD_INIT)
     x = act(x, "relu", name=f"{name}_act")
     x = layers.Dropout(0.7, name=f"{name}_drop")(x)
-    x = layers.Dense(num_classes, name=f"{name}_fc2")(x)
+    x = dense(x, num_classes, name=f"{name}_fc2", init=HEAD_INIT)
     if activation is not None:
         x = layers.Activation(activation, dtype="float32", name=f"{name}_predictions")(x)
     return x
@@ -78,11 +83,11 @@ def googlenet(aux_logits: bool = False, dropout: float = 0.4, **kwargs):
     if not isinstance(aux_logits, bool):
         raise ValueError(f"aux_logits must be True or False; got {aux_logits!r}.")
     if not aux_logits:
-        return build_classifier(backbone, dropout=dropout, **kwargs)
+        return build_classifier(backbone, head=HEAD, dropout=dropout, **kwargs)
     if not kwargs.get("include_top", True) or kwargs.get("features_only", False):
         raise ValueError("aux_logits=True needs include_top=True and features_only=False.")
     weights = kwargs.pop("weights", None)
-    model = build_classifier(backbone, dropout=dropout, **kwargs)
+    model = build_classifier(backbone, head=HEAD, dropout=dropout, **kwargs)
     activation = kwargs.get("classifier_activation", "softmax")
     num_classes = int(model.output.shape[-1])
     aux = [_aux_head(taps[tap], num_classes, activation, name) for tap, name in AUX.items()]

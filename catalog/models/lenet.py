@@ -8,19 +8,20 @@ that no modern implementation keeps): 61,706 trainable parameters. Scaled tanh a
 
 from keras import layers
 
-from catalog.models.classifier import build_classifier
+from catalog.blocks.layers import conv2d
+from catalog.models.classifier import build_classifier, dense
 from catalog.registry import register_model
 
 
 def _backbone(activation):
     def backbone(x):
-        x = layers.Conv2D(6, 5, activation=activation, name="c1_conv")(x)
+        x = conv2d(6, 5, activation=activation, name="c1_conv")(x)
         c1 = x
         x = layers.AveragePooling2D(2, name="s2_pool")(x)
-        x = layers.Conv2D(16, 5, activation=activation, name="c3_conv")(x)
+        x = conv2d(16, 5, activation=activation, name="c3_conv")(x)
         c3 = x
         x = layers.AveragePooling2D(2, name="s4_pool")(x)
-        x = layers.Conv2D(120, 5, activation=activation, name="c5_conv")(x)
+        x = conv2d(120, 5, activation=activation, name="c5_conv")(x)
         return x, [c1, c3, x]
 
     return backbone
@@ -29,10 +30,10 @@ def _backbone(activation):
 def _head(activation):
     def head(x, num_classes, dropout):
         x = layers.Flatten(name="head_flatten")(x)
-        x = layers.Dense(84, activation=activation, name="f6_fc")(x)
+        x = dense(x, 84, activation=activation, name="f6_fc")
         if dropout:
             x = layers.Dropout(dropout, name="head_drop")(x)
-        return layers.Dense(num_classes, name="head_fc")(x)
+        return dense(x, num_classes, name="head_fc")
 
     return head
 

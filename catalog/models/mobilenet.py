@@ -8,7 +8,8 @@
   alpha > 1, as keras.applications); keras.applications ``MobileNetV2`` layout and BatchNorm
   (eps 1e-3, momentum 0.999). Registered as ``mobilenet_v2`` and ``mobilenet_v2_{alpha}``.
 - v3: torchvision layout (bneck tables, SE with hard-sigmoid, hard-swish, BatchNorm eps 1e-3, head
-  Dense(1280/1024) -> hard-swish -> dropout 0.2 -> Dense), PyTorch-style padding on strided convs.
+  Dense(1280/1024) -> hard-swish -> dropout 0.2 -> Dense, both Dense N(0, 0.01) with bias 0 at the start,
+  as torchvision's), PyTorch-style padding on strided convs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from keras import layers
 
 from catalog.blocks.depthwise import bneck, inverted_residual, separable
 from catalog.blocks.layers import act, conv_bn_act, make_divisible, norm_defaults
-from catalog.models.classifier import build_classifier
+from catalog.models.classifier import build_classifier, dense, fc_conv
 from catalog.registry import register_model
 
 # v1: per stage (filters, stride) of the separable convs; stages end at reductions 2, 4, 8, 16, 32.
@@ -54,7 +55,7 @@ def _conv_head(x, num_classes, dropout):
     x = layers.GlobalAveragePooling2D(keepdims=True, name="head_pool")(x)
     if dropout:
         x = layers.Dropout(dropout, name="head_drop")(x)
-    x = layers.Conv2D(num_classes, 1, name="head_fc")(x)
+    x = fc_conv(x, num_classes, name="head_fc")
     return layers.Flatten(name="head_flatten")(x)
 
 
@@ -138,11 +139,11 @@ def mobilenet_v3(config: str = "large", alpha: float = 1.0, dropout: float = 0.2
 
     def head(x, num_classes, dropout):
         x = layers.GlobalAveragePooling2D(name="head_pool")(x)
-        x = layers.Dense(width(last_channels), name="head_fc1")(x)
+        x = dense(x, width(last_channels), name="head_fc1", init="normal")
         x = act(x, "hard_swish", name="head_act")
         if dropout:
             x = layers.Dropout(dropout, name="head_drop")(x)
-        return layers.Dense(num_classes, name="head_fc")(x)
+        return dense(x, num_classes, name="head_fc", init="normal")
 
     return build_classifier(backbone, head=head, dropout=dropout, **kwargs)
 

@@ -84,7 +84,9 @@ def _check_depths(depths):
         raise ValueError(f"depths must be a tuple of positive integers (blocks per stage); got {depths!r}.")
 
 
-def _check_common(drop_path_rate, attention):
+def _check_common(drop_path_rate, attention, zero_init_residual):
+    if not isinstance(zero_init_residual, bool):
+        raise ValueError(f"zero_init_residual must be True or False; got {zero_init_residual!r}.")
     if not isinstance(drop_path_rate, (int, float)) or not 0.0 <= drop_path_rate < 1.0:
         raise ValueError(f"drop_path_rate must be a number in [0, 1); got {drop_path_rate!r}.")
     if attention is not None and not callable(attention):
@@ -99,7 +101,7 @@ def _drop_rates(depths, rate):
 
 def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", width: int = 64, groups: int = 1,
            base_width: int = 64, stride_on_1x1: bool = False, drop_path_rate: float = 0.0,
-           attention: Callable | None = None, **kwargs):
+           attention: Callable | None = None, zero_init_residual: bool = False, **kwargs):
     """ResNet v1.5 (torchvision layout): 7x7/2 stem, 3x3/2 max pool, four stages, GAP, FC.
 
     Args:
@@ -111,6 +113,9 @@ def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", widt
         stride_on_1x1: put the bottleneck's stride on its first 1x1 (original paper) instead of the 3x3.
         drop_path_rate: stochastic depth, growing linearly to this rate over the blocks.
         attention: ``fn(x, name=...)`` on every block's residual branch (SE, CBAM), or None.
+        zero_init_residual: start every block as the identity: the last BatchNorm gamma of each residual
+            branch at 0 (Goyal et al. 2017, torchvision's ``zero_init_residual``); see
+            :mod:`catalog.blocks.residual`.
         **kwargs: :func:`catalog.models.classifier.build_classifier` keywords.
     """
     if block not in ("basic", "bottleneck"):
@@ -119,7 +124,7 @@ def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", widt
     _positive_int(width, "width")
     _positive_int(groups, "groups")
     _positive_int(base_width, "base_width")
-    _check_common(drop_path_rate, attention)
+    _check_common(drop_path_rate, attention, zero_init_residual)
     if block == "basic" and (groups != 1 or base_width != 64 or stride_on_1x1):
         raise ValueError("groups, base_width and stride_on_1x1 apply to block='bottleneck' only; "
                          f"got groups={groups}, base_width={base_width}, stride_on_1x1={stride_on_1x1}.")
@@ -137,7 +142,8 @@ def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", widt
             for i, depth in enumerate(depths):
                 for j in range(depth):
                     x = fn(x, width * 2 ** i, 2 if (j == 0 and i > 0) else 1, drop_path_rate=next(rates),
-                           attention=attention, name=f"stage{i + 1}_block{j + 1}", **options)
+                           attention=attention, zero_init_residual=zero_init_residual,
+                           name=f"stage{i + 1}_block{j + 1}", **options)
                 stages.append(x)
         return x, stages
 
@@ -145,7 +151,7 @@ def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", widt
 
 
 def resnet_v2(depths: Sequence[int] = (3, 4, 6, 3), width: int = 64, drop_path_rate: float = 0.0,
-              attention: Callable | None = None, **kwargs):
+              attention: Callable | None = None, zero_init_residual: bool = False, **kwargs):
     """Pre-activation ResNet v2 in keras.applications' ResNetV2 layout.
 
     7x7/2 stem conv with bias (no BN), 3x3/2 max pool, four stages of pre-activation bottlenecks whose
@@ -157,11 +163,13 @@ def resnet_v2(depths: Sequence[int] = (3, 4, 6, 3), width: int = 64, drop_path_r
         width: planes of the first stage; stage i has ``width * 2**i``.
         drop_path_rate: stochastic depth, growing linearly to this rate over the blocks.
         attention: ``fn(x, name=...)`` on every block's residual branch, or None.
+        zero_init_residual: start every block as the identity: the last conv kernel of each pre-activation
+            branch at 0 (no BatchNorm follows it; timm's ``zero_init_last``); see :mod:`catalog.blocks.residual`.
         **kwargs: :func:`catalog.models.classifier.build_classifier` keywords.
     """
     _check_depths(depths)
     _positive_int(width, "width")
-    _check_common(drop_path_rate, attention)
+    _check_common(drop_path_rate, attention, zero_init_residual)
     rates = iter(_drop_rates(depths, drop_path_rate))
 
     def backbone(x):
@@ -178,7 +186,8 @@ def resnet_v2(depths: Sequence[int] = (3, 4, 6, 3), width: int = 64, drop_path_r
                     if stride == 2:
                         stages.append(x)
                     x = residual.preact_bottleneck(x, width * 2 ** i, stride, drop_path_rate=next(rates),
-                                                   attention=attention, name=f"stage{i + 1}_block{j + 1}")
+                                                   attention=attention, zero_init_residual=zero_init_residual,
+                                                   name=f"stage{i + 1}_block{j + 1}")
             x = act(batch_norm(x, name="post_bn"), "relu", name="post_act")
             stages.append(x)
         return x, stages
@@ -188,7 +197,7 @@ def resnet_v2(depths: Sequence[int] = (3, 4, 6, 3), width: int = 64, drop_path_r
 
 def cifar_resnet(depths: Sequence[int] = (3, 3, 3), width: int = 16, width_factor: int = 1, block: str = "basic",
                  shortcut: str = "zero_pad", block_dropout: float = 0.0, drop_path_rate: float = 0.0,
-                 attention: Callable | None = None, **kwargs):
+                 attention: Callable | None = None, zero_init_residual: bool = False, **kwargs):
     """CIFAR ResNet: 3x3 stem, stages of basic or pre-activation basic blocks (stride 2 from stage 2), GAP, FC.
 
     ``block="basic"`` is He et al. 2016's CIFAR ResNet (stem conv-BN-ReLU, post-activation blocks);
@@ -205,6 +214,9 @@ def cifar_resnet(depths: Sequence[int] = (3, 3, 3), width: int = 16, width_facto
         block_dropout: dropout between the two convs of a pre-activation block (Wide ResNet uses 0.3).
         drop_path_rate: stochastic depth, growing linearly to this rate over the blocks.
         attention: ``fn(x, name=...)`` on every block's residual branch, or None.
+        zero_init_residual: start every block as the identity: the last BatchNorm gamma of each basic
+            block's branch at 0, or the last conv kernel of each pre-activation block's (which has no
+            BatchNorm after it); see :mod:`catalog.blocks.residual`.
         **kwargs: :func:`catalog.models.classifier.build_classifier` keywords.
     """
     if block not in ("basic", "preact_basic"):
@@ -218,7 +230,7 @@ def cifar_resnet(depths: Sequence[int] = (3, 3, 3), width: int = 16, width_facto
         raise ValueError(f"block_dropout applies to block='preact_basic' only; got {block_dropout!r}.")
     if not isinstance(block_dropout, (int, float)) or not 0.0 <= block_dropout < 1.0:
         raise ValueError(f"block_dropout must be a number in [0, 1); got {block_dropout!r}.")
-    _check_common(drop_path_rate, attention)
+    _check_common(drop_path_rate, attention, zero_init_residual)
     preact = block == "preact_basic"
     options = dict(dropout=block_dropout) if preact else dict(shortcut=shortcut)
     rates = iter(_drop_rates(depths, drop_path_rate))
@@ -232,6 +244,7 @@ def cifar_resnet(depths: Sequence[int] = (3, 3, 3), width: int = 16, width_facto
                 for j in range(depth):
                     x = residual.BLOCKS[block](x, width * width_factor * 2 ** i, 2 if (j == 0 and i > 0) else 1,
                                                drop_path_rate=next(rates), attention=attention,
+                                               zero_init_residual=zero_init_residual,
                                                name=f"stage{i + 1}_block{j + 1}", **options)
                 if preact and i == len(depths) - 1:
                     x = act(batch_norm(x, name="post_bn"), "relu", name="post_act")

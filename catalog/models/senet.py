@@ -38,7 +38,8 @@ VARIANTS = {
 
 def attention_resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", width: int = 64,
                      groups: int = 1, base_width: int = 64, stride_on_1x1: bool = False,
-                     drop_path_rate: float = 0.0, attention: str = "se", ratio: int = 16, **kwargs):
+                     drop_path_rate: float = 0.0, attention: str = "se", ratio: int = 16,
+                     zero_init_residual: bool = False, **kwargs):
     """ResNet with SE or CBAM on every block's residual branch before the addition.
 
     Args:
@@ -51,6 +52,8 @@ def attention_resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottlen
         drop_path_rate: stochastic depth, growing linearly to this rate over the blocks.
         attention: "se" (Squeeze-and-Excitation) or "cbam".
         ratio: channel reduction ratio r of the attention MLP.
+        zero_init_residual: start the last BatchNorm gamma of every block's branch at 0, before the
+            attention module (so the branch outputs zeros; timm's ``zero_init_last``).
         **kwargs: :func:`catalog.models.classifier.build_classifier` keywords.
     """
     if attention not in ATTENTIONS:
@@ -59,7 +62,8 @@ def attention_resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottlen
         raise ValueError(f"ratio must be a positive integer; got {ratio!r}.")
     return resnet(depths=depths, block=block, width=width, groups=groups, base_width=base_width,
                   stride_on_1x1=stride_on_1x1, drop_path_rate=drop_path_rate,
-                  attention=functools.partial(ATTENTIONS[attention], ratio=ratio), **kwargs)
+                  attention=functools.partial(ATTENTIONS[attention], ratio=ratio),
+                  zero_init_residual=zero_init_residual, **kwargs)
 
 
 for _name, (_family, _row, _params, _rtol, _source, _macs, _macs_source) in VARIANTS.items():

@@ -4,10 +4,13 @@
 1.0: conv1 96@7x7/2 -> maxpool -> fire2-4 -> maxpool -> fire5-8 -> maxpool -> fire9 -> head.
 1.1: conv1 64@3x3/2 -> maxpool -> fire2-3 -> maxpool -> fire4-5 -> maxpool -> fire6-9 -> head (2.4x less
 compute, same accuracy). Head (torchvision): dropout 0.5 -> 1x1 conv to classes -> ReLU -> global average
-pool (NiN's ``conv_head``). Max pools are 3x3/2 with PyTorch's ceil_mode (``max_pool_ceil``).
+pool (NiN's ``conv_head``; the conv starts as torchvision's final conv, N(0, 0.01), bias 0). Max pools
+are 3x3/2 with PyTorch's ceil_mode (``max_pool_ceil``).
 ``bypass=True`` adds the paper's simple bypass around fire3, 5, 7 and 9 (the modules whose input and
 output channels match).
 """
+
+import functools
 
 from catalog.blocks.fire import fire
 from catalog.blocks.layers import conv_bn_act, max_pool_ceil
@@ -54,7 +57,7 @@ def squeezenet(version: str = "1_0", bypass: bool = False, dropout: float = 0.5,
         stages.append(x)
         return x, stages
 
-    return build_classifier(backbone, head=conv_head, dropout=dropout, **kwargs)
+    return build_classifier(backbone, head=functools.partial(conv_head, init="normal"), dropout=dropout, **kwargs)
 
 
 for _name, _row in VARIANTS.items():

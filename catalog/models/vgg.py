@@ -4,7 +4,8 @@ configurations A, B, D, E (vgg11/13/16/19), with and without BatchNorm, in torch
 Stages of 3x3 "same" convolutions (with bias and ReLU), each followed by a 2x2/2 max pool, then Flatten ->
 FC 4096 -> ReLU -> dropout -> FC 4096 -> ReLU -> dropout -> FC classes. The classifier flattens the last
 map, as keras.applications does, so ``include_top=True`` fixes the input size (at 224 the map is 7x7 and
-torchvision's adaptive 7x7 average pool is the identity, so it is left out).
+torchvision's adaptive 7x7 average pool is the identity, so it is left out). The three FCs start as
+torchvision's: N(0, 0.01), bias 0.
 
 The ``_bn`` variants put BatchNorm after every conv and drop the conv bias (redundant before BatchNorm;
 a weights loader folds it into the BatchNorm shift): torchvision keeps those biases, so its published
@@ -60,7 +61,7 @@ def vgg(depth: int = 16, batch_norm: bool = False, dropout: float = 0.5, **kwarg
             stages.append(x)
         return x, stages
 
-    return build_classifier(backbone, head=fc_head(), flatten_head=True, dropout=dropout, **kwargs)
+    return build_classifier(backbone, head=fc_head(init="normal"), flatten_head=True, dropout=dropout, **kwargs)
 
 
 for _name, _row in VARIANTS.items():

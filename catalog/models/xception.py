@@ -9,7 +9,7 @@ have no bias; BatchNorm is Keras' (eps 1e-3, momentum 0.99): 22,855,952 trainabl
 
 from keras import layers
 
-from catalog.blocks.layers import act, batch_norm, conv_bn_act, norm_defaults
+from catalog.blocks.layers import act, batch_norm, conv_bn_act, norm_defaults, separable_conv2d
 from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
@@ -22,7 +22,7 @@ def _sep_bn(x, filters, name, pre_act=True):
     """[ReLU] -> 3x3 SeparableConv2D (no bias) -> BatchNorm, named ``{name}_act/_conv/_bn``."""
     if pre_act:
         x = act(x, "relu", name=f"{name}_act")
-    x = layers.SeparableConv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
+    x = separable_conv2d(filters, 3, padding="same", use_bias=False, name=f"{name}_conv")(x)
     return batch_norm(x, name=f"{name}_bn")
 
 

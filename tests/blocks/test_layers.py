@@ -35,6 +35,20 @@ def test_grouped_depthwise_and_symmetric_padding():
         conv_bn_act(x, 4, 3, padding="full", name="bad")
 
 
+@pytest.mark.parametrize("options, zeroed", [
+    (dict(), "z_bn/gamma"),                                             # the BatchNorm's gamma
+    (dict(norm=False), "z_conv/kernel"),                                # no BatchNorm: the kernel
+    (dict(norm=False, depthwise=True), "z_conv/kernel"),                # the depthwise kernel
+])
+def test_conv_bn_act_zero_init_starts_the_unit_at_zero(options, zeroed):
+    x = keras.Input((8, 8, 16))
+    model = keras.Model(x, conv_bn_act(x, 16, 3, activation=None, zero_init=True, name="z", **options))
+    weights = {f"{layer.name}/{w.name}": np.asarray(w) for layer in model.layers for w in layer.weights}
+    assert {key for key, w in weights.items() if "moving" not in key and not w.any()} == (
+        {zeroed} | {key for key in weights if key.endswith(("beta", "bias"))})
+    np.testing.assert_array_equal(model(random_input((8, 8, 16))), 0.0)
+
+
 def test_norm_defaults_is_scoped():
     x = keras.Input((8, 8, 3))
     with norm_defaults(epsilon=1e-3, momentum=0.99, scale=False):
