@@ -87,3 +87,17 @@ def reference_case(name):
     ref = get_entry(name).reference_params
     marks = [pytest.mark.slow] if ref and ref > HEAVY_PARAMS else []
     return pytest.param(name, marks=[*marks, pytest.mark.xdist_group(name)], id=name)
+
+
+def assert_boxes_tight_around_masks(data):
+    """Every box of generated shapes data is tight around the visible pixels of its class, every shape pixel
+    lies in a box of its class, and the image's label is among its box labels."""
+    for mask, boxes, labels, label in zip(data["masks"], data["boxes"], data["box_labels"], data["labels"]):
+        covered = np.zeros_like(mask, bool)
+        for (x0, y0, x1, y1), cls in zip(boxes.astype(int), labels):
+            region = mask[y0:y1, x0:x1] == cls + 1
+            covered[y0:y1, x0:x1] |= region
+            # tight: the box's outer rows and columns each hold a pixel of its class
+            assert region[0].any() and region[-1].any() and region[:, 0].any() and region[:, -1].any()
+        np.testing.assert_array_equal(covered, mask > 0)
+        assert label in labels

@@ -16,6 +16,7 @@ from catalog import datasets  # noqa: E402
 from catalog.datasets import annotations as ann  # noqa: E402
 from catalog.datasets import images as imgs  # noqa: E402
 from catalog.datasets import transforms as T  # noqa: E402
+from helpers import assert_boxes_tight_around_masks  # noqa: E402
 
 COLOURS = {"cat": (200, 30, 30), "dog": (30, 200, 30), "fox": (30, 30, 200)}
 
@@ -274,15 +275,7 @@ def test_shapes_deterministic_and_boxes_tight_around_masks():
     assert not np.array_equal(a["images"], c["images"])
     assert a["class_names"] == ("circle", "square", "triangle", "cross", "star")
     assert max(len(x) for x in a["boxes"]) > 1
-    for mask, boxes, labels, label in zip(a["masks"], a["boxes"], a["box_labels"], a["labels"]):
-        covered = np.zeros_like(mask, bool)
-        for (x0, y0, x1, y1), cls in zip(boxes.astype(int), labels):
-            region = mask[y0:y1, x0:x1] == cls + 1
-            covered[y0:y1, x0:x1] |= region
-            # tight: the box's outer rows and columns each hold a pixel of its class
-            assert region[0].any() and region[-1].any() and region[:, 0].any() and region[:, -1].any()
-        np.testing.assert_array_equal(covered, mask > 0)  # every shape pixel lies in a box of its class
-        assert label in labels
+    assert_boxes_tight_around_masks(a)
 
 
 def test_restoration_pairs():

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from catalog.datasets.shapes import ALL_SHAPE_CLASSES, PRESETS, SHAPE_CLASSES, make_shapes
+from helpers import assert_boxes_tight_around_masks
 
 HARD = PRESETS["hard"]
 
@@ -33,14 +34,7 @@ def test_hard_is_deterministic_with_right_shapes_and_tight_boxes(max_objects):
     assert a["masks"].shape == (30, 40, 40) and a["labels"].shape == (30,) and a["labels"].dtype == np.int32
     assert a["class_names"] == ALL_SHAPE_CLASSES and len(set(ALL_SHAPE_CLASSES)) == 10
     assert a["masks"].max() <= len(ALL_SHAPE_CLASSES)
-    for mask, boxes, labels, label in zip(a["masks"], a["boxes"], a["box_labels"], a["labels"]):
-        covered = np.zeros_like(mask, bool)
-        for (x0, y0, x1, y1), cls in zip(boxes.astype(int), labels):
-            region = mask[y0:y1, x0:x1] == cls + 1
-            covered[y0:y1, x0:x1] |= region
-            assert region[0].any() and region[-1].any() and region[:, 0].any() and region[:, -1].any()
-        np.testing.assert_array_equal(covered, mask > 0)  # clutter is in no mask
-        assert label in labels
+    assert_boxes_tight_around_masks(a)  # clutter is in no mask
 
 
 @pytest.mark.parametrize("rotate", [False, True])
