@@ -34,4 +34,8 @@ def __getattr__(name):
         from catalog.training import train
 
         return train
+    if name == "finetune":
+        from catalog.training.finetune import finetune
+
+        return finetune
     raise AttributeError(f"module 'catalog' has no attribute {name!r}")

@@ -158,6 +158,25 @@ def cmd_train(args):
     print(f"Run written to {result.run_dir}")
 
 
+def cmd_finetune(args):
+    settings = {k: v for k, v in vars(args).items() if k in _train_fields() and v is not None}
+    for name in ("model_options", "schedule_options"):
+        if name in settings:
+            settings[name] = _json_option(name, settings[name])
+    _positive(args, "--head-epochs", "--epochs")
+    for name in ("model", "epochs", "lr", "data", "out"):
+        settings.pop(name, None)
+    _quiet_tensorflow()
+    from catalog.training.finetune import finetune
+
+    epochs = {k: getattr(args, k) for k in ("head_epochs", "epochs") if getattr(args, k) is not None}
+    result = finetune(args.model, args.data, weights=args.weights, unfreeze_from=args.unfreeze_from,
+                      lr=args.lr, finetune_lr=args.finetune_lr, out_dir=args.out, **epochs, **settings)
+    for line in result.skipped:
+        print(line)
+    print(f"Run written to {result.run_dir}")
+
+
 def cmd_lr_find(args):
     settings = {k: v for k, v in vars(args).items() if k in _train_fields() and v is not None and k not in ("model", "out")}
     for name in ("model_options", "schedule_options"):
@@ -273,6 +292,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
     _train_arguments(p)
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("finetune", help="fine-tune a model on new data: train the head, then unfreeze",
+                       description="Load --weights (any number of classes) into MODEL built for --data, train the "
+                                   "new head with the backbone frozen (--head-epochs), then from --unfreeze-from on "
+                                   "(--epochs, --finetune-lr); both stages in one run directory.")
+    p.add_argument("model", help="a registered name")
+    p.add_argument("--weights", help="a .weights.h5 or .keras file of the same architecture")
+    p.add_argument("--unfreeze-from", default="all",
+                   help="what stage 2 trains: all, head, a stage name (stage3) or number, or a layer pattern "
+                        "(default all)")
+    p.add_argument("--head-epochs", type=int, help="stage 1 epochs (default 3)")
+    p.add_argument("--finetune-lr", type=float, help="stage 2 learning rate (default --lr / 10)")
+    p.add_argument("--out", help="run directory (default: runs/finetune-MODEL-TIMESTAMP)")
+    _train_arguments(p)
+    p.set_defaults(func=cmd_finetune)
 
     p = sub.add_parser("lr-find", help="LR range test: loss against an exponentially growing LR; suggest an LR")
     p.add_argument("model", help="a registered name or a .keras file")

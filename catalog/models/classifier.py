@@ -252,6 +252,7 @@ def build_classifier(backbone: Callable, *, name: str = "model",
             raise ValueError(f"out_indices must be stage indices in 0..{len(stages) - 1} for {name}; "
                              f"got {out_indices!r}.")
         model = keras.Model(inputs, [stages[i] for i in indices], name=f"{name}_features")
+        _record_stages(model, stages)
         return load_weights(model, weights)
 
     x = last
@@ -267,4 +268,11 @@ def build_classifier(backbone: Callable, *, name: str = "model",
     elif pooling == "max":
         x = layers.GlobalMaxPooling2D(name="max_pool")(x)
     model = keras.Model(inputs, x, name=name)
+    _record_stages(model, stages)
     return load_weights(model, weights)
+
+
+def _record_stages(model, stages):
+    """Name the layers whose outputs are the stages (what ``features_only`` returns) on the model, so
+    ``catalog.training.finetune`` freezes by stage without rebuilding it (not saved with the model)."""
+    model.catalog_stage_outputs = tuple(t._keras_history.operation.name for t in stages)

@@ -7,7 +7,8 @@ optimizers and the recorder that checkpoints a run.
 
 Modules: ``config`` (TrainConfig: every setting, TOML/JSON files), ``schedules`` (per-step LR schedules),
 ``optim`` (optimizers, weight decay without norms and biases, the losses), ``recorder`` (checkpoints,
-history.csv, NaN guard), ``loop`` (``train``).
+history.csv, NaN guard), ``loop`` (``train``), ``finetune`` (``catalog.finetune``: freezing by stage or
+name, a new head on old weights, the two-stage recipe).
 """
 
 

@@ -1,0 +1,441 @@
+"""Fine-tuning (``catalog.finetune``): freeze by stage or name, a new head on old weights, the two-stage recipe.
+
+    import catalog
+    run = catalog.finetune("resnet20", "folder:~/digits", weights="runs/r20/model.keras",
+                           unfreeze_from="stage3", head_epochs=3, epochs=5, lr=0.01)
+
+Stages. The stages of a model are the outputs of ``features_only=True`` (timm's convention): a layer
+belongs to stage ``k`` when it feeds stage output ``k`` and no earlier one (found by walking the graph back
+from each stage output to the input); layers that feed no stage output are the head (``head_pool``,
+``head_fc``, ...). A stage is named by the first ``_``-separated part of its output layer's name
+(``stem``, ``stage1`` .. ``stage4`` for ResNets; the families' own prefixes elsewhere: DenseNet's
+``transition1``, Inception's ``mixed5``, GoogLeNet's ``inception4e``) or by its ``out_indices`` number
+(``"0"``, ``"1"``, ...). So one mechanism serves every family and no per-family table can drift.
+``build_classifier`` records the stage output layers on the model it builds; a model without that record
+(loaded from a ``.keras`` file) is rebuilt from its registered name with ``features_only=True``.
+
+Freezing sets ``layer.trainable``; a BatchNormalization with ``trainable=False`` runs in inference mode
+in Keras 3, so a frozen part keeps its moving statistics too. Recompile after freezing (``catalog.train``
+compiles the model it is given).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import io
+import json
+import logging
+import os
+import re
+import zipfile
+
+log = logging.getLogger("catalog.finetune")
+
+STAGE_OUTPUTS = "catalog_stage_outputs"  # the attribute build_classifier sets: names of the stage output layers
+
+
+# --------------------------------------------------------------------------------------------- stages
+
+
+def stage_output_layers(model) -> list[str]:
+    """Names of the layers whose outputs ``features_only=True`` returns, shallow to deep."""
+    names = getattr(model, STAGE_OUTPUTS, None)
+    if names:
+        return list(names)
+    from catalog.registry import create_model, list_models
+
+    base = re.sub(r"_features$", "", model.name)
+    if base in list_models():
+        try:
+            features = create_model(base, features_only=True, input_shape=tuple(model.input_shape[1:]))
+            names = [t._keras_history.operation.name for t in features.outputs]
+        except Exception:  # another size or option set than the card's: not a usable map
+            names = []
+        present = {layer.name for layer in model.layers}
+        if names and all(n in present for n in names):
+            return names
+    raise ValueError(f"model {model.name} has no stage map (it was not built by catalog.create_model with "
+                     f"its current options); pass a layer-name pattern such as 'stage1_*' instead of a stage.")
+
+
+def stage_names(model) -> list[str]:
+    """The stage names of ``model`` in order: the first ``_`` part of each stage output layer's name."""
+    return [name.split("_")[0] for name in stage_output_layers(model)]
+
+
+def _ancestors(layer) -> set[str]:
+    """Names of ``layer`` and every layer that feeds it."""
+    seen, stack = set(), [layer]
+    while stack:
+        current = stack.pop()
+        if current.name in seen:
+            continue
+        seen.add(current.name)
+        for node in current._inbound_nodes:
+            stack.extend(t._keras_history.operation for t in node.input_tensors)
+    return seen
+
+
+def layer_stages(model) -> dict[str, int]:
+    """``{layer name: stage index}``; the head (layers feeding no stage output) gets ``len(stages)``."""
+    outputs = stage_output_layers(model)
+    stage = {}
+    for index, name in enumerate(outputs):
+        for ancestor in _ancestors(model.get_layer(name)):
+            stage.setdefault(ancestor, index)
+    return {layer.name: stage.get(layer.name, len(outputs)) for layer in model.layers}
+
+
+def _stage_index(model, stage) -> int:
+    """The index of a stage given by name (``"stage3"``) or number (``3`` / ``"3"``)."""
+    names = stage_names(model)
+    if isinstance(stage, int) and not isinstance(stage, bool) or (isinstance(stage, str) and stage.isdigit()):
+        index = int(stage)
+        if not 0 <= index < len(names):
+            raise ValueError(f"stage must be in 0..{len(names) - 1} for {model.name}; got {stage!r}.")
+        return index
+    if names.count(stage) > 1:
+        raise ValueError(f"stage {stage!r} names several stages of {model.name}; pass its number "
+                         f"({', '.join(str(i) for i, n in enumerate(names) if n == stage)}).")
+    return names.index(stage)
+
+
+def _is_stage(model, value) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return True
+    if not isinstance(value, str) or any(c in value for c in "*?["):
+        return False
+    return value.isdigit() or value in stage_names(model)
+
+
+def _apply(model, frozen: set[str]) -> list[str]:
+    for layer in model.layers:
+        layer.trainable = layer.name not in frozen
+    return [layer.name for layer in model.layers if layer.name in frozen and layer.weights]
+
+
+def freeze(model, until="all") -> list[str]:
+    """Freeze part of ``model`` (every other layer becomes trainable); return the frozen layers with weights.
+
+    Args:
+        model: a functional catalog model.
+        until: None (nothing frozen), ``"all"`` (every stage: only the head trains), a stage name or number
+            (that stage and every earlier one, see the module docstring), or an fnmatch pattern over layer
+            names (``"stage[12]_*"``: exactly the matching layers).
+    """
+    if until is None:
+        return _apply(model, set())
+    if until == "all":
+        stages = layer_stages(model)
+        head = len(stage_output_layers(model))
+        return _apply(model, {n for n, s in stages.items() if s < head})
+    if _is_stage(model, until):
+        last = _stage_index(model, until)
+        return _apply(model, {n for n, s in layer_stages(model).items() if s <= last})
+    if not isinstance(until, str):
+        raise ValueError(f"until must be None, 'all', a stage name or number, or a layer-name pattern; "
+                         f"got {until!r}.")
+    matched = {layer.name for layer in model.layers if fnmatch.fnmatchcase(layer.name, until)}
+    if not matched:
+        raise ValueError(f"until {until!r} is neither a stage of {model.name} ({', '.join(_safe_names(model))}) "
+                         f"nor a pattern matching any of its layers.")
+    return _apply(model, matched)
+
+
+def unfreeze_from(model, stage="all") -> list[str]:
+    """Make ``stage`` and everything after it trainable, freeze what comes before; return the frozen layers.
+
+    ``stage``: ``"all"`` (nothing frozen), ``"head"`` (only the head trains), a stage name or number, or an
+    fnmatch pattern (the first matching layer in ``model.layers`` and every later one train).
+    """
+    if stage == "all":
+        return freeze(model, None)
+    if stage == "head":
+        return freeze(model, "all")
+    if _is_stage(model, stage):
+        first = _stage_index(model, stage)
+        return _apply(model, {n for n, s in layer_stages(model).items() if s < first})
+    if not isinstance(stage, str):
+        raise ValueError(f"unfreeze_from must be 'all', 'head', a stage name or number, or a layer-name "
+                         f"pattern; got {stage!r}.")
+    names = [layer.name for layer in model.layers]
+    hits = [i for i, n in enumerate(names) if fnmatch.fnmatchcase(n, stage)]
+    if not hits:
+        raise ValueError(f"unfreeze_from {stage!r} is neither 'all', 'head', a stage of {model.name} "
+                         f"({', '.join(_safe_names(model))}) nor a pattern matching any of its layers.")
+    return _apply(model, set(names[:hits[0]]))
+
+
+def _safe_names(model):
+    try:
+        return stage_names(model)
+    except ValueError:
+        return ["no stage map"]
+
+
+# ------------------------------------------------------------------------------------ matching weights
+
+
+def _snake(name: str) -> str:
+    from keras.src.utils import naming
+
+    return naming.to_snake_case(name)
+
+
+def _h5_keys(model) -> dict[str, str]:
+    """``{h5 group key: layer name}`` the way Keras keys a functional model's layers in a weights file:
+    the class name in snake case, numbered by order of appearance (``conv2d``, ``conv2d_1``, ...)."""
+    used, keys = {}, {}
+    for layer in model.layers:
+        key = _snake(layer.__class__.__name__)
+        if key in used:
+            used[key] += 1
+            key = f"{key}_{used[key]}"
+        else:
+            used[key] = 0
+        keys[key] = layer.name
+    return keys
+
+
+def _read_h5(handle, model) -> dict[str, list]:
+    import numpy as np
+
+    if "layers" not in handle:
+        raise ValueError("the file holds no layer weights")
+    keys = _h5_keys(model)
+    found = {}
+    for key, group in handle["layers"].items():
+        arrays = [np.asarray(group["vars"][str(i)]) for i in range(len(group["vars"]))] if "vars" in group else []
+        if not arrays:
+            continue
+        # a file saved without the top lacks the head's keys; a file with a top the model lacks has extra ones
+        found[keys.get(key, f"<file layer {key}>")] = arrays
+    return found
+
+
+def read_weights_by_layer(path, model) -> dict[str, list]:
+    """``{layer name: [arrays in the layer's weight order]}`` of a ``.weights.h5`` or ``.keras`` file.
+
+    A ``.keras`` file is loaded (``safe_mode=True``) and read by its own layer names. A ``.weights.h5``
+    file stores no layer names (Keras keys its groups by class and order: ``conv2d_3``), so each key is
+    mapped to the name of the layer of ``model`` with that key; that holds for a file saved from the same
+    architecture (with or without the top, with any number of classes), and every shape is checked after.
+    """
+    import h5py
+    import keras
+
+    path = os.path.expanduser(os.fspath(path))
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"weights file {path} does not exist.")
+    try:
+        if path.endswith(".keras"):
+            saved = keras.saving.load_model(path, compile=False, safe_mode=True)
+            return {layer.name: [keras.ops.convert_to_numpy(w) for w in layer.weights]
+                    for layer in saved.layers if layer.weights}
+        if path.endswith(".h5"):
+            with h5py.File(path, "r") as handle:
+                return _read_h5(handle, model)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"weights file {path} could not be read: {first[:200]}.") from None
+    raise ValueError(f"weights file must end in .weights.h5 or .keras; got {path!r}.")
+
+
+def load_matching_weights(model, path) -> list[str]:
+    """Load the weights of ``path`` into ``model`` layer by layer by name; return one line per skipped layer.
+
+    ``path`` is a ``.weights.h5`` or ``.keras`` file saved from the same architecture with another number
+    of classes, or without the top. Only head layers (those after the last stage, see the module
+    docstring) may be skipped: one whose shapes no longer fit (``head_fc: 1000 -> 5 classes, not loaded``)
+    or one the file lacks (``head_fc: not in the file, not loaded``); each line is also logged on the
+    ``catalog.finetune`` logger. Anything else that does not fit raises.
+
+    Raises:
+        ValueError: a layer outside the head is missing from the file or has other shapes (naming the
+            layer, the expected and the found shapes), or the file cannot be read.
+    """
+    path = os.path.expanduser(os.fspath(path))
+    found = read_weights_by_layer(path, model)
+    try:
+        stages = layer_stages(model)
+        head_index = len(stage_output_layers(model))
+        in_head = lambda name: stages.get(name) == head_index  # noqa: E731
+    except ValueError:  # no stage map: the catalog's head layer names
+        in_head = lambda name: name.startswith("head") or name == "predictions"  # noqa: E731
+    skipped, plan = [], []
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        expected = [tuple(w.shape) for w in layer.weights]
+        if layer.name not in found:
+            if in_head(layer.name):
+                skipped.append(f"{layer.name}: not in the file, not loaded")
+                continue
+            raise ValueError(f"weights file {path} has no layer {layer.name} (expected shapes {expected}); it "
+                             f"was saved from another architecture or with other options.")
+        arrays = found[layer.name]
+        shapes = [tuple(a.shape) for a in arrays]
+        if shapes != expected:
+            if in_head(layer.name) and len(shapes) == len(expected):
+                skipped.append(f"{layer.name}: {_change(shapes, expected)}, not loaded")
+                continue
+            raise ValueError(f"weights file {path} does not fit layer {layer.name}: expected shapes {expected}, "
+                             f"found {shapes}; only head layers may differ.")
+        plan.append((layer, arrays))
+    for layer, arrays in plan:  # nothing is assigned unless everything outside the head fits
+        for variable, array in zip(layer.weights, arrays):
+            variable.assign(array)
+    for line in skipped:
+        log.info(line)
+    return skipped
+
+
+def _change(found, expected) -> str:
+    """``1000 -> 5 classes`` when only the last axis differs (the output width), else the shapes."""
+    kernel_found, kernel_expected = found[0], expected[0]
+    if (len(kernel_found) == len(kernel_expected) and kernel_found[:-1] == kernel_expected[:-1]
+            and all(f[-1:] == (kernel_found[-1],) for f in found[1:])):
+        return f"{kernel_found[-1]} -> {kernel_expected[-1]} classes"
+    return f"shapes {found} -> {expected}"
+
+
+# ------------------------------------------------------------------------------------------- the job
+
+
+@dataclasses.dataclass
+class FinetuneResult:
+    """What ``catalog.finetune`` returns: the run directory, the model, both stages' results and history."""
+
+    run_dir: str
+    model: object
+    stages: list          # the two catalog.train TrainResults
+    history: list         # rows of both stages: stage, epoch (counted over both), the stage's columns
+    skipped: list         # load_matching_weights' lines
+    frozen: dict          # {"stage1": [...], "stage2": [...]}: the frozen layers with weights
+
+
+def finetune(model, data=None, *, weights=None, num_classes=None, unfreeze_from="all", head_epochs=3,
+             epochs=10, lr=None, finetune_lr=None, out_dir=None, model_options=None,
+             **train_settings) -> FinetuneResult:
+    """Fine-tune ``model`` on ``data`` with the two-stage recipe; write one run directory.
+
+    Stage 1 trains the new head for ``head_epochs`` with every stage frozen (BatchNorm in inference mode);
+    stage 2 trains from ``unfreeze_from`` on for ``epochs`` at ``finetune_lr``. Both go through
+    ``catalog.train`` (which compiles the model afresh), into ``OUT/stage1`` and ``OUT/stage2``; ``OUT``
+    gets ``history.csv`` (both stages' rows, a ``stage`` column, epochs counted over both), ``finetune.json``
+    (the settings, the skipped and frozen layers) and the final ``model.keras``.
+
+    Args:
+        model: a registered name (built with ``num_classes`` from the data) or a ``keras.Model``.
+        data: a ``catalog.datasets`` spec.
+        weights: a ``.weights.h5`` / ``.keras`` file of the same architecture (any number of classes, or
+            no top), loaded by :func:`load_matching_weights`; None keeps the model's weights.
+        num_classes: default: the data's.
+        unfreeze_from: what stage 2 trains (see :func:`unfreeze_from`): ``"all"``, ``"head"``, a stage
+            name or number, or a layer-name pattern.
+        head_epochs, epochs: the epochs of stage 1 and of stage 2.
+        lr: stage 1's learning rate (default: the optimizer's). finetune_lr: stage 2's (default lr / 10).
+        out_dir: the run directory (default ``runs/finetune-<model>-<timestamp>``).
+        model_options: ``create_model`` keywords for a registered name (width, depths, ...).
+        train_settings: more ``catalog.train`` settings for both stages (batch_size, optimizer, ...).
+    """
+    import datetime
+
+    import keras
+
+    from catalog import datasets
+    from catalog.registry import create_model, get_entry
+    from catalog.saving import save_model
+    from catalog.training.config import DEFAULT_LR, FIELDS
+    from catalog.training.loop import preserved_keras_state, train
+    from catalog.training.recorder import write_atomic
+
+    for name, value in (("head_epochs", head_epochs), ("epochs", epochs)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    unknown = sorted(set(train_settings) - set(FIELDS) | ({"model", "data", "out", "epochs", "lr"} & set(train_settings)))
+    if unknown:
+        raise ValueError(f"unknown fine-tuning setting(s) {', '.join(unknown)}; accepted: the catalog.train "
+                         f"settings except model, data, out, epochs and lr.")
+    if data is None:
+        raise ValueError("data must be a dataset spec such as 'folder:PATH'; got None.")
+    registered = isinstance(model, str)
+    entry = get_entry(model) if registered else None
+    settings = dict(train_settings)
+    if registered:
+        settings.setdefault("preprocessing", entry.preprocessing or "unit")
+        settings.setdefault("image_size", entry.input_shape[0])
+    optimizer = settings.get("optimizer", "sgd")
+    lr = float(lr if lr is not None else DEFAULT_LR.get(optimizer, 0.1))
+    finetune_lr = float(finetune_lr if finetune_lr is not None else lr / 10)
+    run_dir = os.fspath(out_dir) if out_dir is not None else os.path.join(
+        "runs", f"finetune-{model if registered else model.name}-{datetime.datetime.now():%Y%m%d-%H%M%S}")
+
+    with preserved_keras_state():
+        if registered:
+            if num_classes is None:
+                _, info = datasets.load(data, split=settings.get("train_split", "train"), task="classification",
+                                        image_size=settings["image_size"], batch_size=1)
+                num_classes = info["num_classes"]
+            keras.utils.set_random_seed(settings.get("seed", 0))
+            size, channels = settings["image_size"], entry.input_shape[-1]
+            model = create_model(model, num_classes=num_classes, input_shape=(size, size, channels),
+                                 **(model_options or {}))
+        elif model_options:
+            raise ValueError("model_options applies to a registered name only; got a built model.")
+        elif not isinstance(model, keras.Model):
+            raise ValueError(f"model must be a registered name or a keras.Model; got {type(model).__name__}.")
+        skipped = load_matching_weights(model, weights) if weights is not None else []
+        if num_classes is not None:
+            settings["num_classes"] = num_classes
+
+    frozen = {"stage1": freeze(model, "all")}
+    first = train(model, data, epochs=head_epochs, lr=lr, out_dir=os.path.join(run_dir, "stage1"), **settings)
+    frozen["stage2"] = unfreeze_from_(model, unfreeze_from)
+    second = train(first.model, data, epochs=epochs, lr=finetune_lr, out_dir=os.path.join(run_dir, "stage2"),
+                   **settings)
+
+    history = ([{"stage": 1, **row} for row in first.history]
+               + [{"stage": 2, **row, "epoch": head_epochs + row["epoch"]} for row in second.history])
+    _write_csv(os.path.join(run_dir, "history.csv"), history)
+    record = read_record_safely(os.path.join(run_dir, "stage2", "model.keras"))
+    save_model(second.model, os.path.join(run_dir, "model.keras"),
+               **{**record, "model_name": entry.name if entry else record.get("model_name"),
+                  "trained_by": "catalog.finetune"})
+    summary = {"model": entry.name if entry else model.name, "data": data, "weights": weights,
+               "num_classes": num_classes, "unfreeze_from": unfreeze_from, "head_epochs": head_epochs,
+               "epochs": epochs, "lr": lr, "finetune_lr": finetune_lr, "model_options": model_options or {},
+               "train_settings": settings, "skipped": skipped, "frozen": frozen,
+               "stages": {"stage1": first.run_dir, "stage2": second.run_dir}}
+    write_atomic(os.path.join(run_dir, "finetune.json"), json.dumps(summary, indent=2, default=str))
+    return FinetuneResult(run_dir=run_dir, model=second.model, stages=[first, second], history=history,
+                          skipped=skipped, frozen=frozen)
+
+
+unfreeze_from_ = unfreeze_from  # the job's keyword shadows the function's name inside finetune
+
+
+def read_record_safely(path) -> dict:
+    from catalog.saving import RECORD_KEYS, read_record
+
+    record = read_record(path) or {}
+    keep = {k: record[k] for k in RECORD_KEYS if k in record and k not in ("image_size", "channels")}
+    keep.setdefault("preprocessing", "unit")
+    return keep
+
+
+def _write_csv(path, rows):
+    import csv
+
+    from catalog.training.recorder import write_atomic
+
+    keys = []
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in keys})
+    write_atomic(path, out.getvalue())

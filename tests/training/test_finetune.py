@@ -1,0 +1,228 @@
+"""catalog.finetune: freezing by stage and name, a new head on old weights, the two-stage recipe on
+scikit-learn's handwritten digits (pretrained on 0-4, fine-tuned on 5-9 from 20 images per class)."""
+
+import logging
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import catalog
+from catalog.training import finetune as ft
+
+TINY = {"width": 8, "depths": [1, 1, 1]}
+SIZE = 16
+
+
+def tiny(num_classes=5, **kwargs):
+    return catalog.create_model("resnet20", num_classes=num_classes, input_shape=(SIZE, SIZE, 3), **TINY, **kwargs)
+
+
+def weights_of(model, names):
+    return {n: [np.array(w) for w in model.get_layer(n).weights] for n in names}
+
+
+def same(a, b):
+    return all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+# ------------------------------------------------------------------------------------------- freezing
+
+BACKBONE_TO_STAGE2 = ["stem_conv", "stem_bn", "stage1_block1_conv1_conv", "stage1_block1_conv1_bn",
+                      "stage1_block1_conv2_conv", "stage1_block1_conv2_bn", "stage2_block1_conv1_conv",
+                      "stage2_block1_conv1_bn", "stage2_block1_conv2_conv", "stage2_block1_conv2_bn"]
+STAGE3 = ["stage3_block1_conv1_conv", "stage3_block1_conv1_bn", "stage3_block1_conv2_conv", "stage3_block1_conv2_bn"]
+
+
+def test_stages_come_from_the_features_only_outputs():
+    model = tiny()
+    assert ft.stage_names(model) == ["stem", "stage1", "stage2", "stage3"]
+    stages = ft.layer_stages(model)
+    assert (stages["stem_bn"], stages["stage1_block1_out"], stages["stage2_block1_shortcut_pool"],
+            stages["stage3_block1_conv2_bn"], stages["head_fc"]) == (0, 1, 2, 3, 4)
+    # other families: their own prefixes, no table
+    assert ft.stage_names(catalog.create_model("densenet121", input_shape=(64, 64, 3))) == [
+        "stem", "block1", "block2", "block3", "final"]
+    assert ft.stage_names(catalog.create_model("lenet5")) == ["c1", "c3", "c5"]
+
+
+def test_freeze_by_stage_all_pattern_and_none():
+    model = tiny()
+    assert ft.freeze(model, "stage2") == BACKBONE_TO_STAGE2
+    assert [layer.name for layer in model.layers if layer.weights and layer.trainable] == STAGE3 + ["head_fc"]
+    assert ft.freeze(model, 2) == BACKBONE_TO_STAGE2  # the out_indices number
+    assert ft.freeze(model, "all") == BACKBONE_TO_STAGE2 + STAGE3
+    assert [w.path for w in model.trainable_weights] == ["head_fc/kernel", "head_fc/bias"]
+    assert ft.freeze(model, "stage[13]_*_bn") == ["stage1_block1_conv1_bn", "stage1_block1_conv2_bn",
+                                                  "stage3_block1_conv1_bn", "stage3_block1_conv2_bn"]
+    assert model.get_layer("stem_conv").trainable and not model.get_layer("stage3_block1_conv1_bn").trainable
+    assert ft.freeze(model, None) == []
+    assert all(layer.trainable for layer in model.layers)
+    assert ft.unfreeze_from(model, "stage3") == BACKBONE_TO_STAGE2
+    assert ft.unfreeze_from(model, "head") == BACKBONE_TO_STAGE2 + STAGE3
+    assert ft.unfreeze_from(model, "all") == []
+    with pytest.raises(ValueError, match=r"until 'stage9' is neither a stage of resnet20 \(stem, stage1, stage2, "
+                                         r"stage3\) nor a pattern"):
+        ft.freeze(model, "stage9")
+    with pytest.raises(ValueError, match=r"stage must be in 0..3 for resnet20; got 7"):
+        ft.freeze(model, 7)
+
+
+def test_a_frozen_batchnorm_runs_in_inference_mode():
+    model = tiny()
+    ft.freeze(model, "all")
+    bn = model.get_layer("stem_bn")
+    before = [np.array(w) for w in bn.weights]
+    x = np.random.default_rng(0).uniform(size=(4, SIZE, SIZE, 3)).astype("float32")
+    assert np.array_equal(np.array(model(x, training=True)), np.array(model(x, training=False)))
+    assert same(before, bn.weights)
+
+
+# ------------------------------------------------------------------------------------ matching weights
+
+
+@pytest.mark.parametrize("suffix", [".weights.h5", ".keras"])
+def test_load_matching_weights_skips_only_the_head(tmp_path, caplog, suffix):
+    source = tiny(10)
+    path = str(tmp_path / f"ten{suffix}")
+    source.save_weights(path) if suffix == ".weights.h5" else source.save(path)
+    target = tiny(5)
+    head_before = [np.array(w) for w in target.get_layer("head_fc").weights]
+    with caplog.at_level(logging.INFO, logger="catalog.finetune"):
+        skipped = ft.load_matching_weights(target, path)
+    assert skipped == ["head_fc: 10 -> 5 classes, not loaded"]
+    assert [r.getMessage() for r in caplog.records if r.name == "catalog.finetune"] == skipped
+    for layer in source.layers:
+        if layer.weights and layer.name != "head_fc":
+            assert same(layer.weights, target.get_layer(layer.name).weights), layer.name
+    assert same(head_before, target.get_layer("head_fc").weights)
+
+
+def test_load_matching_weights_from_a_file_without_the_top(tmp_path):
+    source = catalog.create_model("resnet20", include_top=False, input_shape=(SIZE, SIZE, 3), **TINY)
+    source.save_weights(tmp_path / "notop.weights.h5")
+    target = tiny(5)
+    assert ft.load_matching_weights(target, tmp_path / "notop.weights.h5") == ["head_fc: not in the file, not loaded"]
+    assert same(source.get_layer("stage3_block1_conv2_bn").weights, target.get_layer("stage3_block1_conv2_bn").weights)
+
+
+def test_a_mismatch_outside_the_head_raises_naming_layer_and_shapes(tmp_path):
+    tiny(10).save_weights(tmp_path / "w8.weights.h5")
+    wider = catalog.create_model("resnet20", num_classes=5, input_shape=(SIZE, SIZE, 3), width=16, depths=[1, 1, 1])
+    before = np.array(wider.get_layer("head_fc").kernel)
+    with pytest.raises(ValueError, match=r"does not fit layer stem_conv: expected shapes \[\(3, 3, 3, 16\)\], "
+                                         r"found \[\(3, 3, 3, 8\)\]; only head layers may differ"):
+        ft.load_matching_weights(wider, tmp_path / "w8.weights.h5")
+    assert np.array_equal(before, wider.get_layer("head_fc").kernel)  # nothing assigned
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ft.load_matching_weights(wider, tmp_path / "missing.weights.h5")
+
+
+# ------------------------------------------------------------------------------- the two-stage recipe
+
+
+def _write_digits(root, digits, per_class=None, held_out=False):
+    """PNG folders of sklearn's 8x8 digits upsampled to 16 px: root/train/<d>/ (and root/val/<d>/)."""
+    from PIL import Image
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = (data.images * (255 / 16)).round().astype("uint8")
+    for digit in digits:
+        chosen = images[data.target == digit]
+        splits = {"train": chosen[:per_class], "val": chosen[per_class:]} if held_out else {"train": chosen}
+        for split, group in splits.items():
+            folder = os.path.join(root, split, str(digit))
+            os.makedirs(folder)
+            for i, image in enumerate(group):
+                Image.fromarray(np.kron(image, np.ones((2, 2), "uint8"))).save(os.path.join(folder, f"{i}.png"))
+    return f"folder:{root}"
+
+
+def _accuracy(model, spec):
+    from catalog import datasets
+
+    ds, _ = datasets.load(spec, split="val", image_size=SIZE, batch_size=64, shuffle=False, channels=3,
+                          preprocessing=catalog.model_info("resnet20").preprocessing or "unit")
+    correct = total = 0
+    for x, y in ds:
+        correct += int(np.sum(np.argmax(model.predict_on_batch(x), -1) == np.asarray(y)))
+        total += len(y)
+    return correct / total
+
+
+COMMON = dict(model_options=TINY, image_size=SIZE, augment=False, val_split="none", verbose=0)
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    """Pretrain on digits 0-4, fine-tune on 5-9 (20 images per class): 5 head epochs, 10 from stage3 on."""
+    tmp = tmp_path_factory.mktemp("digits")
+    keras.utils.set_random_seed(0)
+    pretrain_spec = _write_digits(str(tmp / "d04"), range(5))
+    run = catalog.train("resnet20", pretrain_spec, epochs=6, batch_size=32, lr=0.1, out_dir=str(tmp / "pre"),
+                        **COMMON)
+    spec = _write_digits(str(tmp / "d59"), range(5, 10), per_class=20, held_out=True)
+    result = catalog.finetune("resnet20", spec, weights=os.path.join(run.run_dir, "model.keras"),
+                              unfreeze_from="stage3", head_epochs=5, epochs=10, lr=0.1, finetune_lr=0.05,
+                              batch_size=20, out_dir=str(tmp / "ft"), **COMMON)
+    return {"tmp": tmp, "spec": spec, "pretrained": os.path.join(run.run_dir, "model.keras"), "result": result,
+            "accuracy": _accuracy(result.model, spec)}
+
+
+def test_finetune_stage1_trains_only_the_head_and_stage2_only_the_unfrozen_part(digits_run):
+    result = digits_run["result"]
+    assert result.skipped == []  # 5 classes both times: the head loads too
+    assert sorted(os.listdir(result.run_dir)) == ["finetune.json", "history.csv", "model.keras", "stage1", "stage2"]
+    assert [(r["stage"], r["epoch"]) for r in result.history] == [(1, e) for e in range(1, 6)] + [
+        (2, e) for e in range(6, 16)]
+    # cosine per stage, read at epoch ends: 0.1 -> 0 over stage 1, then 0.05 (finetune_lr) -> 0 over stage 2
+    assert result.history[0]["learning_rate"] == pytest.approx(0.1 * (1 + np.cos(np.pi * 5 / 25)) / 2, rel=1e-5)
+    assert result.history[5]["learning_rate"] == pytest.approx(0.05 * (1 + np.cos(np.pi * 5 / 50)) / 2, rel=1e-5)
+    assert result.frozen == {"stage1": BACKBONE_TO_STAGE2 + STAGE3, "stage2": BACKBONE_TO_STAGE2}
+
+    pretrained = keras.saving.load_model(digits_run["pretrained"])
+    after1 = keras.saving.load_model(os.path.join(result.run_dir, "stage1", "model.keras"))
+    after2 = keras.saving.load_model(os.path.join(result.run_dir, "model.keras"))
+    for name in BACKBONE_TO_STAGE2 + STAGE3:  # kernels, gamma/beta AND the moving statistics, bitwise
+        assert same(pretrained.get_layer(name).weights, after1.get_layer(name).weights), name
+    assert not same(pretrained.get_layer("head_fc").weights, after1.get_layer("head_fc").weights)
+    for name in BACKBONE_TO_STAGE2:
+        assert same(after1.get_layer(name).weights, after2.get_layer(name).weights), name
+    for name in STAGE3 + ["head_fc"]:
+        assert not same(after1.get_layer(name).weights, after2.get_layer(name).weights), name
+    assert digits_run["accuracy"] > 0.7  # held-out 5-9 digits; chance is 0.2
+
+
+@pytest.mark.xfail(reason="measured: resnet20 width 8 pretrained on digits 0-4 and fine-tuned on 5-9 reaches "
+                          "0.72-0.87 held-out accuracy; from scratch on the same 100 images with the same 15 "
+                          "epochs reaches 0.86-0.87: this tiny backbone's 0-4 features do not transfer better",
+                   strict=False)
+def test_finetune_beats_training_from_scratch_on_the_same_images(digits_run):
+    scratch = catalog.train("resnet20", digits_run["spec"], epochs=15, batch_size=20, lr=0.1,
+                            out_dir=str(digits_run["tmp"] / "scratch"), **COMMON)
+    baseline = _accuracy(scratch.model, digits_run["spec"])
+    assert digits_run["accuracy"] > baseline, (digits_run["accuracy"], baseline)
+
+
+def test_cli_finetune(digits_run, tmp_path):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = tmp_path / "cli"
+    result = subprocess.run([sys.executable, "-m", "catalog", "finetune", "resnet20", "--weights",
+                             digits_run["pretrained"], "--data", digits_run["spec"], "--num-classes", "5",
+                             "--unfreeze-from", "stage3", "--head-epochs", "1", "--epochs", "1", "--batch-size", "20",
+                             "--image-size", str(SIZE), "--model-options", '{"width": 8, "depths": [1, 1, 1]}',
+                             "--no-augment", "--val-split", "none", "--verbose", "0", "--out", str(out)],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == f"Run written to {out}"
+    assert (out / "stage2" / "model.keras").is_file() and (out / "history.csv").is_file()
+    bad = subprocess.run([sys.executable, "-m", "catalog", "finetune", "resnet20", "--weights",
+                          digits_run["pretrained"], "--data", digits_run["spec"], "--unfreeze-from", "stage9",
+                          "--image-size", str(SIZE), "--model-options", '{"width": 8, "depths": [1, 1, 1]}',
+                          "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300, env=env)
+    assert bad.returncode == 1
+    assert "unfreeze_from 'stage9' is neither 'all', 'head', a stage of resnet20" in bad.stderr
