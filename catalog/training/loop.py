@@ -106,9 +106,10 @@ def _strategy(config: TrainConfig):
     The context may be entered more than once: ``_train`` builds and compiles in it, and fits in it too,
     because JAX's ``keras.distribution`` splits the batches of ``fit`` only while its distribution is set
     (TensorFlow's model keeps the strategy it was built under). ``mirrored`` takes every GPU, else every
-    logical CPU device; ``multi-worker`` reads ``TF_CONFIG``. Under ``multi-worker`` the context of a worker
-    that is not the chief has ``worker_dir``: a temporary directory for its run directory (Keras' practice:
-    only the chief writes the real one), removed when its process ends. Other contexts have None.
+    logical CPU device; ``multi-worker`` reads ``TF_CONFIG``; ``data-parallel`` takes every device of every
+    process. The context's ``worker_dir`` is None on the chief (``multi-worker``: worker 0 or the ``chief``
+    task; ``data-parallel``: process 0); on another worker it is a temporary directory for its run directory
+    (Keras' practice: only the chief writes the real one), removed when the process ends.
     """
     import keras
 
@@ -122,6 +123,15 @@ def _strategy(config: TrainConfig):
 
         def __exit__(self, *exc):
             return self.opened.pop().__exit__(*exc)
+
+    def temporary_run_dir(worker):  # where a worker that is not the chief writes its run directory
+        import atexit
+        import shutil
+        import tempfile
+
+        path = tempfile.mkdtemp(prefix=f"catalog-{worker}-")
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        return path
 
     if config.distribute == "none":
         return Scope(contextlib.nullcontext), 1
@@ -155,13 +165,8 @@ def _strategy(config: TrainConfig):
             # before any other TensorFlow op runs: it configures the collective ops of this process
             strategy = MultiWorkerMirroredStrategy()
             if not strategy.extended.should_checkpoint:
-                import atexit
-                import shutil
-                import tempfile
-
-                resolver = strategy.cluster_resolver
-                worker_dir = tempfile.mkdtemp(prefix=f"catalog-{resolver.task_type}{resolver.task_id}-")
-                atexit.register(shutil.rmtree, worker_dir, ignore_errors=True)
+                worker_dir = temporary_run_dir(f"{strategy.cluster_resolver.task_type}"
+                                               f"{strategy.cluster_resolver.task_id}")
 
         # Keras 3 creates BatchNormalization's moving statistics with aggregation "none": each replica
         # updates its own copy from its own batches, and the copies drift apart (across workers too). On
@@ -198,9 +203,13 @@ def _strategy(config: TrainConfig):
     if backend != "jax":
         raise ValueError(f"distribute 'data-parallel' is keras.distribution's and needs the JAX backend; "
                          f"on {backend} use 'mirrored' or 'multi-worker'.")
-    # every device of every process (after keras.distribution.initialize on several hosts)
+    import jax
+
+    # every device of every process (after keras.distribution.initialize on several hosts), where process 0
+    # is the chief
     distribution = keras.distribution.DataParallel(devices=keras.distribution.list_devices())
-    return Scope(distribution.scope), len(distribution.device_mesh.devices.reshape(-1))
+    worker_dir = temporary_run_dir(f"process{jax.process_index()}") if jax.process_index() else None
+    return Scope(distribution.scope, worker_dir), len(distribution.device_mesh.devices.reshape(-1))
 
 
 def _model_facts(model_arg):

@@ -9,6 +9,7 @@ docs/distributed.md describes these tests and their commands.
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -76,11 +77,16 @@ def _result(stdout, stderr):
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def _run(script, args, env, tmp_path):
+def _run(script, args, env, tmp_path, retry_on=None):
     path = tmp_path / "train_script.py"
     path.write_text(textwrap.dedent(script))
-    done = subprocess.run([sys.executable, str(path), *map(str, args)], capture_output=True, text=True,
-                          timeout=TIMEOUT, env=env, cwd=tmp_path)
+    for attempt in range(2 if retry_on else 1):
+        if attempt:
+            shutil.rmtree(args[0], ignore_errors=True)
+        done = subprocess.run([sys.executable, str(path), *map(str, args)], capture_output=True, text=True,
+                              timeout=TIMEOUT, env=env, cwd=tmp_path)
+        if done.returncode == 0 or not retry_on or retry_on not in done.stderr:
+            break
     assert done.returncode == 0, done.stderr[-3000:]
     return _result(done.stdout, done.stderr)
 
@@ -177,9 +183,13 @@ def test_multi_worker_mirrored_two_workers_on_loopback(tmp_path, mirrored):
 
 def test_jax_data_parallel_over_two_host_devices(tmp_path):
     run = tmp_path / "data-parallel"
+    # XLA:CPU's in-process all-reduce over forced host devices now and then waits for its second device for
+    # ever on a busy two-core machine (about one run in five here, in the first step: "only 1 of them arrived";
+    # a 200 s bound instead of 40 s did not help, and the process sat idle); XLA then aborts with this message
+    # and the run is tried once more. Real accelerators use other collectives.
     result = _run(TRAIN, [run, tmp_path / "w.npz", "data-parallel"],
                   _env(KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=2",
-                       JAX_PLATFORMS="cpu"), tmp_path)
+                       JAX_PLATFORMS="cpu"), tmp_path, retry_on="Termination timeout for `all reduce")
     _check_run(result, run, replicas=2, batch_size=TINY["batch_size"])
     # fit ran under the distribution: the batches were split and the weights live on both devices
     assert result["fit"]["jax_distribution"] == "DataParallel"
