@@ -319,6 +319,9 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     crop = entry.crop_fraction if entry else 1.0
     if config.deterministic:
         _deterministic_ops()
+    if config.distribute != "none" and probe is not None:
+        raise ValueError(f"distribute {config.distribute!r} builds the model inside its strategy, so the model "
+                         f"must be a registered name; got {type(model_arg).__name__ if probe is model_arg else model_arg!r}.")
     context, replicas = _strategy(config)
     global_batch = config.batch_size * replicas
     start_epoch, start_step = (state["epoch"], state["step"]) if state else (0, 0)
@@ -401,8 +404,12 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     fit_callbacks = [recorder, *_tensorboard(run_dir), *callbacks]
     val_ds = None
     if val_split is not None:
-        val_ds, _ = datasets.load(config.data, split=val_split, shuffle=False,
-                                  **{**load, "batch_size": config.batch_size, "crop_fraction": crop})
+        # JAX's DataParallel splits every batch over the devices: validation batches must all be whole
+        # (the final report still scores every image, from the saved model)
+        whole = config.distribute == "data-parallel"
+        val_ds, _ = datasets.load(config.data, split=val_split, shuffle=False, drop_remainder=whole,
+                                  **{**load, "batch_size": global_batch if whole else config.batch_size,
+                                     "crop_fraction": crop})
     verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
     if verbose:
         print(f"catalog train: {name or model.name} on {config.data} ({info['count']} images), {config.epochs} "
