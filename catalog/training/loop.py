@@ -25,8 +25,10 @@ import numpy as np
 from catalog.training.config import TrainConfig, make_config
 from catalog.training.recorder import CHECKPOINT, RunRecorder, TrainingDiverged, read_history, write_atomic
 
-# `--jit auto`: whether XLA pays, by device kind and family, as measured by benchmarks/train_step.py and
-# recorded in docs/performance.md. Families not listed take the device's default.
+# `--jit auto`: whether XLA pays, by device kind and family. On the 2-core CPU (benchmarks/train_step.py
+# --what jit, docs/performance.md) XLA was slower than graph mode for every measured family (resnet 1.5x,
+# resnet_cifar 1.5x, densenet 1.04x, mobilenet_v2 6.8x, efficientnet 5.5x, shufflenet_v2 2.6x,
+# squeezenet 2.4x), so the CPU default is off with no exceptions; GPU entries await a GPU measurement.
 JIT_AUTO = {"cpu": {"default": False}, "gpu": {"default": True}, "tpu": {"default": True}}
 
 
