@@ -141,10 +141,7 @@ def cmd_evaluate(args):
 
 
 def cmd_train(args):
-    settings = {k: v for k, v in vars(args).items() if k in _train_fields() and v is not None}
-    for name in ("model_options", "schedule_options"):
-        if name in settings:
-            settings[name] = _json_option(name, settings[name])
+    settings = _train_settings(args)
     model = settings.pop("model", None)
     if args.resume is None and model is None:
         raise ValueError("train needs a MODEL (a registered name or a .keras file) or --resume DIR.")
@@ -159,10 +156,7 @@ def cmd_train(args):
 
 
 def cmd_finetune(args):
-    settings = {k: v for k, v in vars(args).items() if k in _train_fields() and v is not None}
-    for name in ("model_options", "schedule_options"):
-        if name in settings:
-            settings[name] = _json_option(name, settings[name])
+    settings = _train_settings(args)
     _positive(args, "--head-epochs", "--epochs")
     for name in ("model", "epochs", "lr", "data", "out"):
         settings.pop(name, None)
@@ -178,16 +172,22 @@ def cmd_finetune(args):
 
 
 def cmd_lr_find(args):
-    settings = {k: v for k, v in vars(args).items() if k in _train_fields() and v is not None and k not in ("model", "out")}
-    for name in ("model_options", "schedule_options"):
-        if name in settings:
-            settings[name] = _json_option(name, settings[name])
+    settings = _train_settings(args, drop=("model", "out"))
     _quiet_tensorflow()
     from catalog.training.lr_find import lr_find
 
     result = lr_find(args.model, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps,
                      out_dir=args.out, **settings)
     print(f"Suggested learning rate: {result.suggested_lr:.3g} (plot: {result.plot})")
+
+
+def _train_settings(args, drop=()):
+    """The TrainConfig settings given on the command line (JSON options parsed), less ``drop``."""
+    settings = {k: v for k, v in vars(args).items() if k in _train_fields() and v is not None and k not in drop}
+    for name in ("model_options", "schedule_options"):
+        if name in settings:
+            settings[name] = _json_option(name, settings[name])
+    return settings
 
 
 def _train_fields():
