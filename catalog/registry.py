@@ -200,11 +200,26 @@ def create_model(name: str, /, **kwargs):
     if _forwards_kwargs(entry):
         options = {"name": name, "default_input_shape": entry.input_shape,
                    "min_input_size": entry.min_input_size, "default_num_classes": entry.num_classes,
-                   **options}
+                   "preprocessing": entry.preprocessing, **options}
+    fmt = _foreign_weights(options.get("weights"))
+    if fmt is not None:
+        from catalog import weights as weight_files
+
+        return weight_files.load_foreign(name, entry.family, options, entry.builder, fmt)
     model = entry.builder(**options)
     if options.get("weights") is None and getattr(model, "trainable_weights", None):
         model._catalog_initial_fingerprint = weights_fingerprint(model)
     return model
+
+
+def _foreign_weights(weights) -> str | None:
+    """The format of a weights file the builder cannot load by name (see :mod:`catalog.weights`), else None."""
+    if not isinstance(weights, (str, os.PathLike)) or not os.path.isfile(os.path.expanduser(os.fspath(weights))):
+        return None
+    from catalog.weights import file_format
+
+    fmt = file_format(weights)
+    return None if fmt == "keras" else fmt
 
 
 def weights_fingerprint(model) -> tuple:

@@ -89,7 +89,11 @@ def input_settings(model, record=None, preprocessing=None, crop_fraction=None):
     """
     from catalog.registry import get_entry, list_models
 
+    from catalog.models.classifier import has_builtin_preprocessing
+
     record = record or {}
+    if preprocessing is None and not isinstance(model, str) and has_builtin_preprocessing(model):
+        preprocessing = "none"  # built in (include_preprocessing=True): the model takes raw pixels
     name = model if isinstance(model, str) else record.get("model_name")
     entry = get_entry(name) if name and name in list_models() else None
     notes, result = [], {}

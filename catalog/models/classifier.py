@@ -42,7 +42,15 @@ POOLINGS = (None, "avg", "max")
 
 # The keywords every classification model accepts through create_model.
 PUBLIC_KEYWORDS = ("include_top", "weights", "input_shape", "input_tensor", "pooling", "num_classes",
-                   "classes", "classifier_activation", "features_only", "out_indices", "dropout", "name")
+                   "classes", "classifier_activation", "features_only", "out_indices", "dropout", "name",
+                   "include_preprocessing")
+
+# The pixel scalings of the cards' ``preprocessing`` names, built into a model by include_preprocessing=True
+# (the same values as catalog.datasets.transforms, which applies them in tf.data; a test keeps them equal).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+PREPROCESSING_LAYER_PREFIX = "preprocess_"
 
 
 # name: (kernel, bias) of a head layer; the table in the module docstring says which family uses which.
@@ -151,14 +159,9 @@ def load_weights(model, weights):
             raise ValueError(f"weights={weights!r} would need a download, which this catalog never does; "
                              "pass a path to a local weights file.")
         raise FileNotFoundError(f"weights file {path} does not exist.")
-    with warnings.catch_warnings(record=True) as caught:  # one sentence on failure, not 100 warnings
-        warnings.simplefilter("always")
-        try:
-            model.load_weights(path)
-        except Exception as err:  # Keras raises several types for a corrupt or mismatched file.
-            raise ValueError(weights_mismatch_message(str(err), model, path)) from None
-    for warning in caught:
-        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    from catalog.weights import load_catalog_file
+
+    load_catalog_file(model, path)  # exact, else by name with a new head; errors name layer and shapes
     return model
 
 
@@ -191,6 +194,46 @@ def weights_mismatch_message(message: str, model, path) -> str:
     return f"weights file {path} could not be loaded into {model.name}: {first[:200]}."
 
 
+def preprocessing_layers(x, preprocessing: str | None):
+    """The card's pixel scaling (``unit``, ``tf``, ``torch``, ``caffe``, ``none``) as layers on raw pixels
+    in [0, 255]: Rescaling, then for ``torch`` a Normalization holding the ImageNet mean and variance as
+    variables (so a keras.applications EfficientNet file loads into it), for ``caffe`` a frozen 1x1
+    convolution that reverses RGB to BGR and subtracts the mean. One channel takes the channel means."""
+    import numpy as np
+
+    channels = x.shape[-1]
+
+    def per_channel(values):
+        return np.array(values if channels == 3 else [sum(values) / 3] * channels, "float32")
+
+    if preprocessing in (None, "none"):
+        return x
+    if preprocessing == "unit":
+        return layers.Rescaling(1 / 255, name="preprocess_scale")(x)
+    if preprocessing == "tf":
+        return layers.Rescaling(1 / 127.5, offset=-1.0, name="preprocess_scale")(x)
+    if preprocessing == "torch":
+        x = layers.Rescaling(1 / 255, name="preprocess_scale")(x)
+        norm = layers.Normalization(axis=-1, name="preprocess_normalize")
+        x = norm(x)
+        norm.adapt_mean.assign(per_channel(IMAGENET_MEAN))
+        norm.adapt_variance.assign(per_channel(IMAGENET_STD) ** 2)
+        norm.finalize_state()
+        return x
+    if preprocessing == "caffe":
+        flip = np.eye(channels, dtype="float32")[::-1].reshape(1, 1, channels, channels)
+        bgr = layers.Conv2D(channels, 1, trainable=False, name="preprocess_bgr")
+        x = bgr(x)
+        bgr.set_weights([flip, -per_channel(CAFFE_MEAN_BGR)])
+        return x
+    raise ValueError(f"preprocessing must be one of unit, tf, torch, caffe, none; got {preprocessing!r}.")
+
+
+def has_builtin_preprocessing(model) -> bool:
+    """True for a model built with ``include_preprocessing=True``: it takes raw pixels in [0, 255]."""
+    return any(layer.name.startswith(PREPROCESSING_LAYER_PREFIX) for layer in getattr(model, "layers", []))
+
+
 def build_classifier(backbone: Callable, *, name: str = "model",
                      default_input_shape: Sequence = (224, 224, 3),
                      min_input_size: int | None = None, head: Callable | None = None,
@@ -198,7 +241,8 @@ def build_classifier(backbone: Callable, *, name: str = "model",
                      include_top: bool = True, weights=None, input_shape=None, input_tensor=None,
                      pooling: str | None = None, num_classes: int | None = None, classes: int | None = None,
                      classifier_activation: str | None = "softmax", features_only: bool = False,
-                     out_indices: Sequence[int] | None = None, default_num_classes: int = 1000):
+                     out_indices: Sequence[int] | None = None, default_num_classes: int = 1000,
+                     include_preprocessing: bool = False, preprocessing: str | None = None):
     """Assemble a functional classification model around ``backbone``.
 
     Args:
@@ -219,6 +263,9 @@ def build_classifier(backbone: Callable, *, name: str = "model",
         features_only: return a model whose outputs are the stage feature maps (timm convention).
         out_indices: which stages ``features_only`` returns (default: all).
         default_num_classes: the registered default number of classes.
+        include_preprocessing: build the card's pixel scaling into the model (see
+            :func:`preprocessing_layers`), so it takes raw pixels in [0, 255].
+        preprocessing: the card's ``preprocessing`` name (the registry passes it).
     """
     if classes is not None and num_classes is not None and classes != num_classes:
         raise ValueError(f"num_classes={num_classes} and its alias classes={classes} disagree; pass one.")
@@ -244,7 +291,7 @@ def build_classifier(backbone: Callable, *, name: str = "model",
     if inputs is None:
         inputs = keras.Input(shape=shape, name="input")
 
-    last, stages = backbone(inputs)
+    last, stages = backbone(preprocessing_layers(inputs, preprocessing) if include_preprocessing else inputs)
     if features_only:
         indices = tuple(range(len(stages))) if out_indices is None else tuple(out_indices)
         bad = [i for i in indices if not isinstance(i, int) or not -len(stages) <= i < len(stages)]

@@ -7,6 +7,7 @@
 - v2: 3x3/2 stem, 17 inverted residuals, 1x1 conv to 1280 (``make_divisible(1280 * alpha)`` only when
   alpha > 1, as keras.applications); keras.applications ``MobileNetV2`` layout and BatchNorm
   (eps 1e-3, momentum 0.999). Registered as ``mobilenet_v2`` and ``mobilenet_v2_{alpha}``.
+  ``padding="symmetric"`` pads the stride-2 convs as torchvision does (its files need it).
 - v3: torchvision layout (bneck tables, SE with hard-sigmoid, hard-swish, BatchNorm eps 1e-3, head
   Dense(1280/1024) -> hard-swish -> dropout 0.2 -> Dense, both Dense N(0, 0.01) with bias 0 at the start,
   as torchvision's), PyTorch-style padding on strided convs.
@@ -50,6 +51,12 @@ def _check_alpha(alpha):
         raise ValueError(f"alpha must be a positive number; got {alpha!r}.")
 
 
+def _check_padding(padding):
+    if padding not in ("symmetric", "same"):
+        raise ValueError(f"padding must be 'symmetric' (torchvision) or 'same' (keras.applications); "
+                         f"got {padding!r}.")
+
+
 def _conv_head(x, num_classes, dropout):
     """keras.applications MobileNet head: pool -> dropout -> 1x1 conv classifier (with bias) -> flatten."""
     x = layers.GlobalAveragePooling2D(keepdims=True, name="head_pool")(x)
@@ -81,24 +88,30 @@ def mobilenet_v1(alpha: float = 1.0, dropout: float = 1e-3, **kwargs):
     return build_classifier(backbone, head=_conv_head, dropout=dropout, **kwargs)
 
 
-def mobilenet_v2(alpha: float = 1.0, dropout: float = 0.0, **kwargs):
+def mobilenet_v2(alpha: float = 1.0, dropout: float = 0.0, padding: str = "same", **kwargs):
     """MobileNetV2 (Sandler et al. 2018): inverted residuals with linear bottlenecks, keras.applications layout.
 
     Args:
         alpha: width multiplier; channels are ``make_divisible(int(c * alpha), 8)``, the last conv has
             1280 channels unless alpha > 1.
         dropout: dropout before the classifier (keras.applications has none; torchvision uses 0.2).
+        padding: of the stride-2 convolutions: "same" (TensorFlow's, more at the bottom/right:
+            keras.applications' layout) or "symmetric" (k//2 on every side: torchvision's, which its
+            files need).
     """
+    _check_padding(padding)
     _check_alpha(alpha)
 
     def backbone(x):
         stages = []
         with norm_defaults(epsilon=1e-3, momentum=0.999):
-            x = conv_bn_act(x, make_divisible(32 * alpha), 3, 2, activation="relu6", name="stem")
+            x = conv_bn_act(x, make_divisible(32 * alpha), 3, 2, activation="relu6", padding=padding, name="stem")
             for r, (t, c, n, s) in enumerate(V2_ROWS, start=1):
                 filters = make_divisible(int(c * alpha))
                 for b in range(n):
-                    x = inverted_residual(x, filters, t, s if b == 0 else 1, name=f"stage{r}_block{b + 1}")
+                    stride = s if b == 0 else 1
+                    x = inverted_residual(x, filters, t, stride, padding=padding if stride == 2 else "same",
+                                          name=f"stage{r}_block{b + 1}")
                 if r in (1, 2, 3, 5, 7):  # ends of the reductions 2, 4, 8, 16, 32
                     stages.append(x)
             last = make_divisible(1280 * alpha) if alpha > 1.0 else 1280
@@ -108,16 +121,20 @@ def mobilenet_v2(alpha: float = 1.0, dropout: float = 0.0, **kwargs):
     return build_classifier(backbone, dropout=dropout, **kwargs)
 
 
-def mobilenet_v3(config: str = "large", alpha: float = 1.0, dropout: float = 0.2, **kwargs):
+def mobilenet_v3(config: str = "large", alpha: float = 1.0, dropout: float = 0.2, padding: str = "symmetric",
+                 **kwargs):
     """MobileNetV3 (Howard et al. 2019): bneck blocks with SE and hard-swish, torchvision layout.
 
     Args:
         config: "large" or "small".
         alpha: width multiplier; channels are ``make_divisible(c * alpha, 8)`` (torchvision ``width_mult``).
         dropout: dropout between the two head Dense layers.
+        padding: of the stride-2 convolutions: "symmetric" (k//2 on every side, torchvision) or "same"
+            (TensorFlow's, more at the bottom/right: keras.applications' layout, which its files need).
     """
     if config not in V3_CONFIGS:
         raise ValueError(f"config must be 'large' or 'small'; got {config!r}.")
+    _check_padding(padding)
     _check_alpha(alpha)
     rows, last_channels = V3_CONFIGS[config]
 
@@ -127,12 +144,12 @@ def mobilenet_v3(config: str = "large", alpha: float = 1.0, dropout: float = 0.2
     def backbone(x):
         stages = []
         with norm_defaults(epsilon=1e-3, momentum=0.99):
-            x = conv_bn_act(x, width(16), 3, 2, activation="hard_swish", padding="symmetric", name="stem")
+            x = conv_bn_act(x, width(16), 3, 2, activation="hard_swish", padding=padding, name="stem")
             for i, (k, exp, out, use_se, activation, stride) in enumerate(rows, start=1):
                 if stride == 2:
                     stages.append(x)
                 x = bneck(x, width(out), width(exp), k, stride, use_se=use_se, activation=activation,
-                          padding="symmetric" if stride == 2 else "same", name=f"block{i}")
+                          padding=padding if stride == 2 else "same", name=f"block{i}")
             x = conv_bn_act(x, 6 * width(rows[-1][2]), 1, activation="hard_swish", name="head_conv")
             stages.append(x)
         return x, stages

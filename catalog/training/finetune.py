@@ -28,7 +28,8 @@ import json
 import logging
 import os
 import re
-import zipfile
+
+from catalog.weights import collected_lines, load_matching_weights, read_weights_by_layer  # noqa: F401
 
 log = logging.getLogger("catalog.finetune")
 
@@ -174,132 +175,6 @@ def _safe_names(model):
         return ["no stage map"]
 
 
-# ------------------------------------------------------------------------------------ matching weights
-
-
-def _snake(name: str) -> str:
-    from keras.src.utils import naming
-
-    return naming.to_snake_case(name)
-
-
-def _h5_keys(model) -> dict[str, str]:
-    """``{h5 group key: layer name}`` the way Keras keys a functional model's layers in a weights file:
-    the class name in snake case, numbered by order of appearance (``conv2d``, ``conv2d_1``, ...)."""
-    used, keys = {}, {}
-    for layer in model.layers:
-        key = _snake(layer.__class__.__name__)
-        if key in used:
-            used[key] += 1
-            key = f"{key}_{used[key]}"
-        else:
-            used[key] = 0
-        keys[key] = layer.name
-    return keys
-
-
-def _read_h5(handle, model) -> dict[str, list]:
-    import numpy as np
-
-    if "layers" not in handle:
-        raise ValueError("the file holds no layer weights")
-    keys = _h5_keys(model)
-    found = {}
-    for key, group in handle["layers"].items():
-        arrays = [np.asarray(group["vars"][str(i)]) for i in range(len(group["vars"]))] if "vars" in group else []
-        if not arrays:
-            continue
-        # a file saved without the top lacks the head's keys; a file with a top the model lacks has extra ones
-        found[keys.get(key, f"<file layer {key}>")] = arrays
-    return found
-
-
-def read_weights_by_layer(path, model) -> dict[str, list]:
-    """``{layer name: [arrays in the layer's weight order]}`` of a ``.weights.h5`` or ``.keras`` file.
-
-    A ``.keras`` file is loaded (``safe_mode=True``) and read by its own layer names. A ``.weights.h5``
-    file stores no layer names (Keras keys its groups by class and order: ``conv2d_3``), so each key is
-    mapped to the name of the layer of ``model`` with that key; that holds for a file saved from the same
-    architecture (with or without the top, with any number of classes), and every shape is checked after.
-    """
-    import h5py
-    import keras
-
-    path = os.path.expanduser(os.fspath(path))
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"weights file {path} does not exist.")
-    try:
-        if path.endswith(".keras"):
-            saved = keras.saving.load_model(path, compile=False, safe_mode=True)
-            return {layer.name: [keras.ops.convert_to_numpy(w) for w in layer.weights]
-                    for layer in saved.layers if layer.weights}
-        if path.endswith(".h5"):
-            with h5py.File(path, "r") as handle:
-                return _read_h5(handle, model)
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"weights file {path} could not be read: {first[:200]}.") from None
-    raise ValueError(f"weights file must end in .weights.h5 or .keras; got {path!r}.")
-
-
-def load_matching_weights(model, path) -> list[str]:
-    """Load the weights of ``path`` into ``model`` layer by layer by name; return one line per skipped layer.
-
-    ``path`` is a ``.weights.h5`` or ``.keras`` file saved from the same architecture with another number
-    of classes, or without the top. Only head layers (those after the last stage, see the module
-    docstring) may be skipped: one whose shapes no longer fit (``head_fc: 1000 -> 5 classes, not loaded``)
-    or one the file lacks (``head_fc: not in the file, not loaded``); each line is also logged on the
-    ``catalog.finetune`` logger. Anything else that does not fit raises.
-
-    Raises:
-        ValueError: a layer outside the head is missing from the file or has other shapes (naming the
-            layer, the expected and the found shapes), or the file cannot be read.
-    """
-    path = os.path.expanduser(os.fspath(path))
-    found = read_weights_by_layer(path, model)
-    try:
-        stages = layer_stages(model)
-        head_index = len(stage_output_layers(model))
-        in_head = lambda name: stages.get(name) == head_index  # noqa: E731
-    except ValueError:  # no stage map: the catalog's head layer names
-        in_head = lambda name: name.startswith("head") or name == "predictions"  # noqa: E731
-    skipped, plan = [], []
-    for layer in model.layers:
-        if not layer.weights:
-            continue
-        expected = [tuple(w.shape) for w in layer.weights]
-        if layer.name not in found:
-            if in_head(layer.name):
-                skipped.append(f"{layer.name}: not in the file, not loaded")
-                continue
-            raise ValueError(f"weights file {path} has no layer {layer.name} (expected shapes {expected}); it "
-                             f"was saved from another architecture or with other options.")
-        arrays = found[layer.name]
-        shapes = [tuple(a.shape) for a in arrays]
-        if shapes != expected:
-            if in_head(layer.name) and len(shapes) == len(expected):
-                skipped.append(f"{layer.name}: {_change(shapes, expected)}, not loaded")
-                continue
-            raise ValueError(f"weights file {path} does not fit layer {layer.name}: expected shapes {expected}, "
-                             f"found {shapes}; only head layers may differ.")
-        plan.append((layer, arrays))
-    for layer, arrays in plan:  # nothing is assigned unless everything outside the head fits
-        for variable, array in zip(layer.weights, arrays):
-            variable.assign(array)
-    for line in skipped:
-        log.info(line)
-    return skipped
-
-
-def _change(found, expected) -> str:
-    """``1000 -> 5 classes`` when only the last axis differs (the output width), else the shapes."""
-    kernel_found, kernel_expected = found[0], expected[0]
-    if (len(kernel_found) == len(kernel_expected) and kernel_found[:-1] == kernel_expected[:-1]
-            and all(f[-1:] == (kernel_found[-1],) for f in found[1:])):
-        return f"{kernel_found[-1]} -> {kernel_expected[-1]} classes"
-    return f"shapes {found} -> {expected}"
-
-
 # ------------------------------------------------------------------------------------------- the job
 
 
@@ -364,7 +239,8 @@ def finetune(model, data=None, *, weights=None, num_classes=None, unfreeze_from=
     entry = get_entry(model) if registered else None
     settings = dict(train_settings)
     if registered:
-        settings.setdefault("preprocessing", entry.preprocessing or "unit")
+        builtin = (model_options or {}).get("include_preprocessing")  # the model takes raw pixels
+        settings.setdefault("preprocessing", "none" if builtin else entry.preprocessing or "unit")
         settings.setdefault("image_size", entry.input_shape[0])
     optimizer = settings.get("optimizer", "sgd")
     lr = float(lr if lr is not None else DEFAULT_LR.get(optimizer, 0.1))
@@ -380,13 +256,15 @@ def finetune(model, data=None, *, weights=None, num_classes=None, unfreeze_from=
                 num_classes = info["num_classes"]
             keras.utils.set_random_seed(settings.get("seed", 0))
             size, channels = settings["image_size"], entry.input_shape[-1]
-            model = create_model(model, num_classes=num_classes, input_shape=(size, size, channels),
-                                 **(model_options or {}))
+            with collected_lines() as skipped:  # what create_model logs of the file: skipped head, layout
+                model = create_model(model, num_classes=num_classes, input_shape=(size, size, channels),
+                                     weights=weights, **(model_options or {}))
         elif model_options:
             raise ValueError("model_options applies to a registered name only; got a built model.")
         elif not isinstance(model, keras.Model):
             raise ValueError(f"model must be a registered name or a keras.Model; got {type(model).__name__}.")
-        skipped = load_matching_weights(model, weights) if weights is not None else []
+        else:
+            skipped = load_matching_weights(model, weights) if weights is not None else []
         if num_classes is not None:
             settings["num_classes"] = num_classes
 

@@ -317,7 +317,12 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     shape = tuple(probe.input_shape[1:]) if probe is not None else None
     size = config.image_size or (shape[0] if shape and shape[0] else None) or (entry.input_shape[0] if entry else 224)
     channels = (shape[-1] if shape else None) or (entry.input_shape[-1] if entry else 3)
-    preprocessing = config.preprocessing or (entry.preprocessing if entry and entry.preprocessing else "unit")
+    from catalog.models.classifier import has_builtin_preprocessing
+
+    builtin = has_builtin_preprocessing(probe) if probe is not None else bool(
+        config.model_options.get("include_preprocessing"))
+    preprocessing = config.preprocessing or ("none" if builtin else  # the model scales raw pixels itself
+                                             entry.preprocessing if entry and entry.preprocessing else "unit")
     crop = entry.crop_fraction if entry else 1.0
     if config.deterministic:
         _deterministic_ops()

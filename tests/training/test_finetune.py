@@ -91,10 +91,10 @@ def test_load_matching_weights_skips_only_the_head(tmp_path, caplog, suffix):
     source.save_weights(path) if suffix == ".weights.h5" else source.save(path)
     target = tiny(5)
     head_before = [np.array(w) for w in target.get_layer("head_fc").weights]
-    with caplog.at_level(logging.INFO, logger="catalog.finetune"):
+    with caplog.at_level(logging.INFO, logger="catalog.weights"):
         skipped = ft.load_matching_weights(target, path)
     assert skipped == ["head_fc: 10 -> 5 classes, not loaded"]
-    assert [r.getMessage() for r in caplog.records if r.name == "catalog.finetune"] == skipped
+    assert [r.getMessage() for r in caplog.records if r.name == "catalog.weights"] == skipped
     for layer in source.layers:
         if layer.weights and layer.name != "head_fc":
             assert same(layer.weights, target.get_layer(layer.name).weights), layer.name
@@ -113,8 +113,8 @@ def test_a_mismatch_outside_the_head_raises_naming_layer_and_shapes(tmp_path):
     tiny(10).save_weights(tmp_path / "w8.weights.h5")
     wider = catalog.create_model("resnet20", num_classes=5, input_shape=(SIZE, SIZE, 3), width=16, depths=[1, 1, 1])
     before = np.array(wider.get_layer("head_fc").kernel)
-    with pytest.raises(ValueError, match=r"does not fit layer stem_conv: expected shapes \[\(3, 3, 3, 16\)\], "
-                                         r"found \[\(3, 3, 3, 8\)\]; only head layers may differ"):
+    with pytest.raises(ValueError, match=r"layer stem_conv expects shapes \[\(3, 3, 3, 16\)\], the file holds "
+                                         r"\[\(3, 3, 3, 8\)\]; only head layers may differ"):
         ft.load_matching_weights(wider, tmp_path / "w8.weights.h5")
     assert np.array_equal(before, wider.get_layer("head_fc").kernel)  # nothing assigned
     with pytest.raises(FileNotFoundError, match="does not exist"):
