@@ -298,7 +298,8 @@ def build_classifier(backbone: Callable, *, name: str = "model",
         if bad or not indices:
             raise ValueError(f"out_indices must be stage indices in 0..{len(stages) - 1} for {name}; "
                              f"got {out_indices!r}.")
-        model = keras.Model(inputs, [stages[i] for i in indices], name=f"{name}_features")
+        outputs = [layers.Identity(name=f"stage{i % len(stages)}")(stages[i]) for i in indices]  # named by stage
+        model = keras.Model(inputs, outputs, name=f"{name}_features")
         _record_stages(model, stages)
         return load_weights(model, weights)
 

@@ -7,10 +7,12 @@
 Stages. The stages of a model are the outputs of ``features_only=True`` (timm's convention): a layer
 belongs to stage ``k`` when it feeds stage output ``k`` and no earlier one (found by walking the graph back
 from each stage output to the input); layers that feed no stage output are the head (``head_pool``,
-``head_fc``, ...). A stage is named by the first ``_``-separated part of its output layer's name
-(``stem``, ``stage1`` .. ``stage4`` for ResNets; the families' own prefixes elsewhere: DenseNet's
-``transition1``, Inception's ``mixed5``, GoogLeNet's ``inception4e``) or by its ``out_indices`` number
-(``"0"``, ``"1"``, ...). So one mechanism serves every family and no per-family table can drift.
+``head_fc``, ...). Stage ``k`` is named ``stage{k}`` in every family (the ``features_only`` outputs carry
+these names), or by its number ``k``: for the ImageNet families stage0 .. stage4 end at reductions 2, 4,
+8, 16 and 32, so ``unfreeze_from="stage4"`` means the same for a ResNet, a DenseNet or an Inception. The
+family's own name of a stage (the first ``_``-part of its output layer: DenseNet's ``block3``,
+Inception's ``mixed7``, GoogLeNet's ``inception4e``) is accepted too where it names one stage and is not
+of the ``stage{k}`` form. So one mechanism serves every family and no per-family table can drift.
 ``build_classifier`` records the stage output layers on the model it builds; a model without that record
 (loaded from a ``.keras`` file) is rebuilt from its registered name with ``features_only=True``.
 
@@ -50,7 +52,7 @@ def stage_output_layers(model) -> list[str]:
     if base in list_models():
         try:
             features = create_model(base, features_only=True, input_shape=tuple(model.input_shape[1:]))
-            names = [t._keras_history.operation.name for t in features.outputs]
+            names = list(getattr(features, STAGE_OUTPUTS))
         except Exception:  # another size or option set than the card's: not a usable map
             names = []
         present = {layer.name for layer in model.layers}
@@ -61,7 +63,12 @@ def stage_output_layers(model) -> list[str]:
 
 
 def stage_names(model) -> list[str]:
-    """The stage names of ``model`` in order: the first ``_`` part of each stage output layer's name."""
+    """The stage names of ``model`` in order: ``stage0``, ``stage1``, ... (see the module docstring)."""
+    return [f"stage{i}" for i in range(len(stage_output_layers(model)))]
+
+
+def family_stage_names(model) -> list[str]:
+    """The family's own names of the stages: the first ``_`` part of each stage output layer's name."""
     return [name.split("_")[0] for name in stage_output_layers(model)]
 
 
@@ -96,10 +103,13 @@ def _stage_index(model, stage) -> int:
         if not 0 <= index < len(names):
             raise ValueError(f"stage must be in 0..{len(names) - 1} for {model.name}; got {stage!r}.")
         return index
-    if names.count(stage) > 1:
-        raise ValueError(f"stage {stage!r} names several stages of {model.name}; pass its number "
-                         f"({', '.join(str(i) for i, n in enumerate(names) if n == stage)}).")
-    return names.index(stage)
+    if stage in names:
+        return names.index(stage)
+    own = family_stage_names(model)
+    if own.count(stage) > 1:
+        raise ValueError(f"stage {stage!r} names several stages of {model.name}; pass its stage name "
+                         f"({', '.join(names[i] for i, n in enumerate(own) if n == stage)}).")
+    return own.index(stage)
 
 
 def _is_stage(model, value) -> bool:
@@ -107,7 +117,9 @@ def _is_stage(model, value) -> bool:
         return True
     if not isinstance(value, str) or any(c in value for c in "*?["):
         return False
-    return value.isdigit() or value in stage_names(model)
+    if value.isdigit() or value in stage_names(model):
+        return True
+    return re.fullmatch(r"stage\d+", value) is None and value in family_stage_names(model)
 
 
 def _apply(model, frozen: set[str]) -> list[str]:

@@ -39,14 +39,28 @@ STAGE3 = ["stage3_block1_conv1_conv", "stage3_block1_conv1_bn", "stage3_block1_c
 
 def test_stages_come_from_the_features_only_outputs():
     model = tiny()
-    assert ft.stage_names(model) == ["stem", "stage1", "stage2", "stage3"]
+    assert ft.stage_names(model) == ["stage0", "stage1", "stage2", "stage3"]
+    assert ft.family_stage_names(model) == ["stem", "stage1", "stage2", "stage3"]
     stages = ft.layer_stages(model)
     assert (stages["stem_bn"], stages["stage1_block1_out"], stages["stage2_block1_shortcut_pool"],
             stages["stage3_block1_conv2_bn"], stages["head_fc"]) == (0, 1, 2, 3, 4)
-    # other families: their own prefixes, no table
-    assert ft.stage_names(catalog.create_model("densenet121", input_shape=(64, 64, 3))) == [
-        "stem", "block1", "block2", "block3", "final"]
-    assert ft.stage_names(catalog.create_model("lenet5")) == ["c1", "c3", "c5"]
+    # every family: stage k is the k-th features_only output, named so; the family's own prefixes are aliases
+    for name, own in {"densenet121": ["stem", "block1", "block2", "block3", "final"],
+                      "mobilenet_v2": ["stage1", "stage2", "stage3", "stage5", "stage7"],
+                      "inception_v3": ["stem", "stem", "mixed2", "mixed7", "mixed10"]}.items():
+        model_ = catalog.create_model(name, input_shape=(96, 96, 3))
+        assert ft.stage_names(model_) == ["stage0", "stage1", "stage2", "stage3", "stage4"]
+        assert ft.family_stage_names(model_) == own
+        features = catalog.create_model(name, input_shape=(96, 96, 3), features_only=True)
+        assert [t._keras_history.operation.name for t in features.outputs] == ft.stage_names(model_)
+        assert [t.shape[1] for t in features.outputs] == (  # reductions 2 .. 32 (Inception: valid padding)
+            [45, 20, 9, 4, 1] if name == "inception_v3" else [48, 24, 12, 6, 3])
+    inception = catalog.create_model("inception_v3", input_shape=(96, 96, 3))
+    assert ft._stage_index(inception, "mixed7") == 3 and ft._stage_index(inception, "stage4") == 4
+    with pytest.raises(ValueError, match=r"'stem' names several stages of inception_v3; pass its stage name "
+                                         r"\(stage0, stage1\)"):
+        ft._stage_index(inception, "stem")
+    assert ft.stage_names(catalog.create_model("lenet5")) == ["stage0", "stage1", "stage2"]
 
 
 def test_freeze_by_stage_all_pattern_and_none():
@@ -64,7 +78,7 @@ def test_freeze_by_stage_all_pattern_and_none():
     assert ft.unfreeze_from(model, "stage3") == BACKBONE_TO_STAGE2
     assert ft.unfreeze_from(model, "head") == BACKBONE_TO_STAGE2 + STAGE3
     assert ft.unfreeze_from(model, "all") == []
-    with pytest.raises(ValueError, match=r"until 'stage9' is neither a stage of resnet20 \(stem, stage1, stage2, "
+    with pytest.raises(ValueError, match=r"until 'stage9' is neither a stage of resnet20 \(stage0, stage1, stage2, "
                                          r"stage3\) nor a pattern"):
         ft.freeze(model, "stage9")
     with pytest.raises(ValueError, match=r"stage must be in 0..3 for resnet20; got 7"):
