@@ -6,7 +6,9 @@ dropout -> Dense head. Compound scaling: channels ``make_divisible(c * width)``,
 ``ceil(n * depth)``. keras.applications layout and BatchNorm (eps 1e-3, momentum 0.99); its
 Rescaling/Normalization input layers are not part of these models (preprocessing "torch" does that
 work), so the trainable counts equal keras.applications' (and torchvision's: the two layouts agree).
-The head Dense starts as both references start it: U(+-1/sqrt(classes)), bias 0.
+The head Dense starts as both references start it: U(+-1/sqrt(classes)), bias 0. The two layouts differ
+in the padding of the stride-2 convolutions only: TensorFlow's "same" (keras.applications, the default)
+against k//2 on every side (torchvision, ``padding="symmetric"``).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ VARIANTS = {
 
 
 def efficientnet(width: float = 1.0, depth: float = 1.0, dropout: float = 0.2, drop_path_rate: float = 0.2,
-                 **kwargs):
+                 padding: str = "same", **kwargs):
     """EfficientNet: MBConv stages of the B0 table scaled by ``width`` and ``depth``.
 
     Args:
@@ -41,7 +43,12 @@ def efficientnet(width: float = 1.0, depth: float = 1.0, dropout: float = 0.2, d
         depth: repeat multiplier (B0 1.0, B1 1.1, B2 1.2, B3 1.4).
         dropout: dropout before the classifier.
         drop_path_rate: drop-path rate of the last block; block i of N gets ``rate * i / N``.
+        padding: of the stride-2 convolutions: "same" (keras.applications) or "symmetric" (torchvision,
+            which its files need).
     """
+    if padding not in ("same", "symmetric"):
+        raise ValueError(f"padding must be 'same' (keras.applications) or 'symmetric' (torchvision); "
+                         f"got {padding!r}.")
     for value, argument in ((width, "width"), (depth, "depth")):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise ValueError(f"{argument} must be a positive number; got {value!r}.")
@@ -54,11 +61,12 @@ def efficientnet(width: float = 1.0, depth: float = 1.0, dropout: float = 0.2, d
         stages = []
         index = 0
         with norm_defaults(epsilon=1e-3, momentum=0.99):
-            x = conv_bn_act(x, make_divisible(32 * width), 3, 2, activation="swish", name="stem")
+            x = conv_bn_act(x, make_divisible(32 * width), 3, 2, activation="swish", padding=padding, name="stem")
             for r, ((k, _, c, t, s), n) in enumerate(zip(ROWS, repeats), start=1):
                 for b in range(n):
-                    x = mbconv(x, make_divisible(c * width), t, k, s if b == 0 else 1,
-                               drop_rate=drop_path_rate * index / total, name=f"stage{r}_block{b + 1}")
+                    stride = s if b == 0 else 1
+                    x = mbconv(x, make_divisible(c * width), t, k, stride, drop_rate=drop_path_rate * index / total,
+                               padding=padding if stride == 2 else "same", name=f"stage{r}_block{b + 1}")
                     index += 1
                 if r in (1, 2, 3, 5, 7):  # ends of the reductions 2, 4, 8, 16, 32
                     stages.append(x)

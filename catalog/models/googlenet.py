@@ -8,6 +8,13 @@ auxiliary classifiers on 4a and 4d (5x5/3 avg pool -> 1x1 conv (128) -> FC 1024 
 -> FC); the model then has three outputs (main, aux1, aux2), trained with
 loss = main + 0.3 * aux1 + 0.3 * aux2 and dropped at inference. Every head FC starts as torchvision's:
 weights N(0, 0.01), PyTorch's default bias (``init="normal_torch_bias"`` of the classifier module).
+
+``layout="torchvision"`` builds torchvision's GoogLeNet, which its files need: 3x3 convs in the "5x5"
+branches (6,624,904 parameters), max pools with PyTorch's ``ceil_mode`` and a 2x2/2 pool before inception
+5a (the paper's layout pools 3x3/2 "same" there: equal to ceil mode at 224, not at every size).
+``transform_input=True`` is torchvision's argument of that name: the model takes ImageNet-normalized
+images (preprocessing "torch") and first rescales them to [-1, 1] per channel
+(``x * std / 0.5 + (mean - 0.5) / 0.5``), as torchvision's ImageNet GoogLeNet weights expect.
 """
 
 import functools
@@ -15,8 +22,8 @@ import functools
 import keras
 from keras import layers
 
-from catalog.blocks.inception import inception_v1
-from catalog.blocks.layers import act, conv_bn_act, norm_defaults
+from catalog.blocks.inception import inception_module, inception_v1
+from catalog.blocks.layers import act, conv_bn_act, max_pool_ceil, norm_defaults
 from catalog.models.classifier import build_classifier, default_head, dense, load_weights
 from catalog.registry import register_model
 
@@ -48,33 +55,65 @@ def _aux_head(x, num_classes, activation, name):
     return x
 
 
-def googlenet(aux_logits: bool = False, dropout: float = 0.4, **kwargs):
+LAYOUTS = ("paper", "torchvision")
+# torchvision's transform_input: ImageNet-normalized input -> [-1, 1], x * std / 0.5 + (mean - 0.5) / 0.5.
+TRANSFORM_SCALE = (0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5)
+TRANSFORM_OFFSET = ((0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5)
+
+
+def _inception_torchvision(x, c1, c3_reduce, c3, c5_reduce, c5, pool_proj, *, name):
+    """torchvision's Inception module: :func:`inception_v1` with a 3x3 conv in the "5x5" branch."""
+    return inception_module(x, [[(c1, 1)], [(c3_reduce, 1), (c3, 3)], [(c5_reduce, 1), (c5, 3)],
+                                [("max", 3, 1, "same"), (pool_proj, 1)]], name=name)
+
+
+def googlenet(aux_logits: bool = False, dropout: float = 0.4, layout: str = "paper", transform_input: bool = False,
+              **kwargs):
     """GoogLeNet / Inception v1 with BatchNorm, the paper's 5x5 branches and optional auxiliary heads.
 
     Args:
         aux_logits: add the two auxiliary classifiers (outputs main, aux1, aux2); needs
             ``include_top=True`` and a fixed input size (the aux FC sees 4x4x128 at 224x224).
         dropout: dropout rate before the final FC (0.4 in the paper).
+        layout: "paper" (5x5 branches) or "torchvision" (3x3 branches, ceil-mode pools, 2x2 pool before
+            inception 5a; see the module docstring).
+        transform_input: rescale ImageNet-normalized input to [-1, 1] first (torchvision's
+            ``transform_input``); needs 3 input channels.
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}.")
+    if not isinstance(transform_input, bool):
+        raise ValueError(f"transform_input must be True or False; got {transform_input!r}.")
     taps = {}
+    torchvision = layout == "torchvision"
+    module_fn = _inception_torchvision if torchvision else inception_v1
+
+    def pool(x, number, size=3):
+        if torchvision:  # after a ReLU, max_pool_ceil's zero padding equals PyTorch's ceil_mode
+            return max_pool_ceil(x, f"pool{number}", pool_size=size, strides=2)
+        return layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{number}")(x)
 
     def backbone(x):
+        if transform_input:
+            if x.shape[-1] != 3:
+                raise ValueError(f"transform_input=True needs 3 input channels; got {x.shape[-1]}.")
+            x = layers.Rescaling(list(TRANSFORM_SCALE), offset=list(TRANSFORM_OFFSET), name="transform_input")(x)
         with norm_defaults(epsilon=1e-3):
             x = conv_bn_act(x, 64, 7, 2, padding="symmetric", name="conv1")
             stages = [x]
-            x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+            x = pool(x, 1)
             x = conv_bn_act(x, 64, 1, name="conv2")
             x = conv_bn_act(x, 192, 3, name="conv3")
             stages.append(x)
-            x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool2")(x)
+            x = pool(x, 2)
             pools = 2
             for module in MODULES:
                 if module == "pool":
                     pools += 1
-                    x = layers.MaxPooling2D(3, strides=2, padding="same", name=f"pool{pools}")(x)
+                    x = pool(x, pools, size=2 if pools == 4 and torchvision else 3)
                     continue
                 name, filters = module
-                x = inception_v1(x, *filters, name=name)
+                x = module_fn(x, *filters, name=name)
                 taps[name] = x
                 if name in FEATURES:
                     stages.append(x)
