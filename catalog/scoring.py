@@ -129,7 +129,7 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
              preprocessing: str | None = None, crop_fraction: float | None = None,
              max_batches: int | None = None, num_samples: int = 8, from_logits: bool | None = None,
              allow_random_weights: bool = False, seed: int = 0, history: dict | None = None,
-             title: str | None = None, verbose: int = 1, **load_kwargs) -> str:
+             title: str | None = None, verbose: int = 1, notes: list | None = None, **load_kwargs) -> str:
     """Evaluate ``model`` on ``data`` for ``task``; write report.json/md/html into ``out_dir``; return it.
 
     Args:
@@ -152,6 +152,7 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
         seed: the sample drawn by ``max_batches``.
         history: per-epoch training history (``catalog.train``'s) to plot as training curves in the report.
         title: the report's title.
+        notes: lines to state in the report (and print), before the ones this job adds.
         verbose: 1 shows a progress bar when there are more than a few batches, and the notes.
     """
     import keras
@@ -172,7 +173,8 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
         record = read_record(os.path.expanduser(os.fspath(model)))
         model, _ = _load_model(model, None, None, None)
     size = _image_size(model, image_size)
-    preprocessing, crop_fraction, notes = input_settings(model, record, preprocessing, crop_fraction)
+    preprocessing, crop_fraction, settings_notes = input_settings(model, record, preprocessing, crop_fraction)
+    notes = list(notes or []) + settings_notes
     channels = _channels(model)
     info = {}
     if isinstance(data, str):

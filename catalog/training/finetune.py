@@ -281,6 +281,9 @@ def finetune(model, data=None, *, weights=None, num_classes=None, unfreeze_from=
             settings["num_classes"] = num_classes
 
     frozen = {"stage1": freeze(model, "all")}
+    findings = checkup(model, data, settings, card=entry, lr=lr, finetune_lr=finetune_lr)
+    for line in findings:
+        print(f"check-up: {line}")
     first = train(model, data, epochs=head_epochs, lr=lr, out_dir=os.path.join(run_dir, "stage1"), **settings)
     frozen["stage2"] = unfreeze_from_(model, unfreeze_from)
     second = train(first.model, data, epochs=epochs, lr=finetune_lr, out_dir=os.path.join(run_dir, "stage2"),
@@ -293,7 +296,18 @@ def finetune(model, data=None, *, weights=None, num_classes=None, unfreeze_from=
     save_model(second.model, os.path.join(run_dir, "model.keras"),
                **{**record, "model_name": entry.name if entry else record.get("model_name"),
                   "trained_by": "catalog.finetune"})
+    val_split = second.config["resolved"].get("val_split")
+    if val_split is not None:  # one report over both stages: the final model's scores, both stages' curves
+        from catalog.scoring import evaluate as evaluate_job
+
+        columns = {k: [row.get(k) for row in history] for k in history[0]} if history else {}
+        evaluate_job(os.path.join(run_dir, "model.keras"), data, out_dir=run_dir, split=val_split,
+                     image_size=settings.get("image_size"), batch_size=settings.get("batch_size", 32), verbose=0,
+                     history=columns, notes=[f"check-up: {line}" for line in findings] + skipped,
+                     title=f"{entry.name if entry else model.name} fine-tuned on {data} (stage 1: head, "
+                           f"stage 2: from {unfreeze_from})", **_data_settings(settings))
     summary = {"model": entry.name if entry else model.name, "data": data, "weights": weights,
+               "checkup": findings,
                "num_classes": num_classes, "unfreeze_from": unfreeze_from, "head_epochs": head_epochs,
                "epochs": epochs, "lr": lr, "finetune_lr": finetune_lr, "model_options": model_options or {},
                "train_settings": settings, "skipped": skipped, "frozen": frozen,
@@ -304,6 +318,82 @@ def finetune(model, data=None, *, weights=None, num_classes=None, unfreeze_from=
 
 
 unfreeze_from_ = unfreeze_from  # the job's keyword shadows the function's name inside finetune
+
+# The range of the inputs a model expects, by the card's preprocessing names (ImageNet mean/std for torch).
+EXPECTED_RANGE = {"unit": (0.0, 1.0), "tf": (-1.0, 1.0), "torch": (-2.12, 2.64), "caffe": (-123.68, 151.06),
+                  "none": (0.0, 255.0)}
+# Stage 2 learning rates above these wreck pretrained features more often than not (SGD-like / Adam-like).
+HIGH_FINETUNE_LR = {"sgd": 0.05, "rmsprop": 1e-3, "adam": 1e-3, "adamw": 1e-3}
+
+
+def _data_settings(settings) -> dict:
+    return {k: settings[k] for k in ("num_images", "data_dir") if settings.get(k) is not None}
+
+
+def checkup(model, data, settings, *, card=None, lr: float, finetune_lr: float) -> list[str]:
+    """Findings on a fine-tuning run before its first step, one sentence each with the fix (empty: none).
+
+    From the model (frozen as stage 1 will run it) and the first training batch: the inputs' value range
+    against the preprocessing the card's weights expect, BatchNorm layers that would update in the frozen
+    backbone, a stage 2 LR too high for unfreezing, labels against the number of classes, a training split
+    too small for the batch size.
+    """
+    import numpy as np
+    from keras import layers
+
+    from catalog import datasets
+    from catalog.models.classifier import has_builtin_preprocessing
+
+    findings = []
+    name = card.name if card is not None else model.name
+    preprocessing = settings.get("preprocessing") or "unit"
+    expects = "none" if has_builtin_preprocessing(model) else (card.preprocessing if card and card.preprocessing
+                                                               else preprocessing)
+    if card is not None and not has_builtin_preprocessing(model) and preprocessing != expects:
+        findings.append(f"the data is scaled with preprocessing {preprocessing!r} but the weights of {name} expect "
+                        f"{expects!r} (its card); pass preprocessing={expects!r}.")
+    batch_size = int(settings.get("batch_size", 32))
+    size = settings.get("image_size") or model.input_shape[1]
+    dataset, info = datasets.load(data, split=settings.get("train_split", "train"), image_size=size,
+                                  batch_size=batch_size, preprocessing=preprocessing, channels=model.input_shape[-1],
+                                  seed=settings.get("seed", 0), **_data_settings(settings))
+    images, labels = next(iter(dataset.take(1)))
+    images, labels = np.asarray(images), np.asarray(labels)
+    low, high = float(images.min()), float(images.max())
+    lo, hi = EXPECTED_RANGE[expects]
+    span = hi - lo
+    if high > hi + 0.5 * span or low < lo - 0.5 * span or high - low < 0.05 * span:
+        findings.append(f"the first batch spans [{low:.3g}, {high:.3g}] but {name} expects {expects!r} inputs, "
+                        f"about [{lo:g}, {hi:g}]; scale the data with preprocessing={expects!r}.")
+    try:
+        stages = layer_stages(model)
+        head = len(stage_output_layers(model))
+        moving = [layer.name for layer in model.layers if isinstance(layer, layers.BatchNormalization)
+                  and layer.trainable and stages.get(layer.name, head) < head]
+    except ValueError:
+        moving = []
+    if moving:
+        findings.append(f"{len(moving)} BatchNorm layer(s) of the frozen backbone would update their statistics "
+                        f"({moving[0]}, ...); freeze them (trainable=False runs them in inference mode).")
+    optimizer = settings.get("optimizer", "sgd")
+    if finetune_lr >= lr:
+        findings.append(f"stage 2's LR {finetune_lr:g} is not below stage 1's {lr:g}: unfreezing at full LR "
+                        f"erases what the backbone learned; pass finetune_lr={lr / 10:g}.")
+    elif finetune_lr > HIGH_FINETUNE_LR.get(optimizer, 1e-3):
+        findings.append(f"stage 2's LR {finetune_lr:g} is high for unfreezing a pretrained backbone with "
+                        f"{optimizer}; pass finetune_lr={HIGH_FINETUNE_LR.get(optimizer, 1e-3) / 5:g} or lower.")
+    classes = int(model.output_shape[-1]) if len(model.output_shape) == 2 else None
+    top = int(labels.max()) if labels.ndim == 1 else int(labels.shape[-1]) - 1
+    if classes is not None and (top >= classes or info["num_classes"] != classes):
+        findings.append(f"the model has {classes} classes but {data} has {info['num_classes']} (labels up to "
+                        f"{top}); pass num_classes={info['num_classes']}.")
+    if info["count"] < batch_size:
+        findings.append(f"the training split has {info['count']} images, fewer than batch_size {batch_size}; "
+                        f"pass batch_size={max(1, info['count'] // 4)} or fewer.")
+    elif info["count"] // batch_size < 4:
+        findings.append(f"the training split makes only {info['count'] // batch_size} steps per epoch at "
+                        f"batch_size {batch_size}; pass a smaller batch_size for more updates.")
+    return findings
 
 
 def read_record_safely(path) -> dict:

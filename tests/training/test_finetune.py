@@ -229,3 +229,42 @@ def test_cli_finetune(digits_run, tmp_path):
                           "--out", str(tmp_path / "bad")], capture_output=True, text=True, timeout=300, env=env)
     assert bad.returncode == 1
     assert "unfreeze_from 'stage9' is neither 'all', 'head', a stage of resnet20" in bad.stderr
+
+
+def test_checkup_names_each_problem_with_its_fix(digits_run):
+    model = tiny(3)
+    ft.freeze(model, "all")
+    model.get_layer("stem_bn").trainable = True  # as a hand-made freeze might leave it
+    settings = {"preprocessing": "none", "batch_size": 64, "image_size": SIZE}
+    findings = ft.checkup(model, digits_run["spec"], settings, card=catalog.registry.get_entry("resnet20"),
+                          lr=0.01, finetune_lr=0.01)
+    card = catalog.model_info("resnet20").preprocessing
+    assert findings == [
+        f"the data is scaled with preprocessing 'none' but the weights of resnet20 expect {card!r} (its card); pass "
+        f"preprocessing={card!r}.",
+        f"the first batch spans [0, 255] but resnet20 expects {card!r} inputs, about [-2.12, 2.64]; scale the data "
+        f"with preprocessing={card!r}.",
+        "1 BatchNorm layer(s) of the frozen backbone would update their statistics (stem_bn, ...); freeze them "
+        "(trainable=False runs them in inference mode).",
+        "stage 2's LR 0.01 is not below stage 1's 0.01: unfreezing at full LR erases what the backbone learned; "
+        "pass finetune_lr=0.001.",
+        f"the model has 3 classes but {digits_run['spec']} has 5 (labels up to 4); pass num_classes=5.",
+        "the training split makes only 1 steps per epoch at batch_size 64; pass a smaller batch_size for more "
+        "updates."]
+    fine = tiny(5)
+    ft.freeze(fine, "all")
+    assert ft.checkup(fine, digits_run["spec"], {"batch_size": 20, "image_size": SIZE, "preprocessing": card},
+                      card=catalog.registry.get_entry("resnet20"), lr=0.1, finetune_lr=0.01) == []
+
+
+def test_finetune_writes_one_report_over_both_stages_with_the_checkup(digits_run, tmp_path, capsys):
+    import json
+
+    result = catalog.finetune("resnet20", digits_run["spec"], weights=digits_run["pretrained"], head_epochs=1,
+                              epochs=1, lr=0.1, finetune_lr=0.1, batch_size=20, out_dir=str(tmp_path / "ft"),
+                              model_options=TINY, image_size=SIZE, augment=False, val_split="val", verbose=0)
+    assert "check-up: stage 2's LR 0.1 is not below stage 1's 0.1" in capsys.readouterr().out
+    report = json.loads((tmp_path / "ft" / "report.json").read_text())
+    assert any(n.startswith("check-up: stage 2's LR 0.1") for n in report["notes"])
+    assert report["history"]["stage"] == [1, 2] and report["history"]["epoch"] == [1, 2]
+    assert (tmp_path / "ft" / "report.html").is_file() and result.history[-1]["stage"] == 2
