@@ -45,6 +45,7 @@ class TrainConfig:
     nesterov: bool = False
     weight_decay: float | None = None   # decoupled; default 5e-5 (sgd), 0.05 (adamw), 0 otherwise
     decay_norm_and_bias: bool = False   # weight decay on BatchNorm and bias weights too
+    layer_decay: float = 1.0            # LR x layer_decay^(stages after it) per stage: smaller towards the input
     schedule: str = "cosine"
     warmup_epochs: float = 0.0
     schedule_options: dict = dataclasses.field(default_factory=dict)
@@ -99,6 +100,9 @@ def validate(config: TrainConfig) -> TrainConfig:
             raise ValueError(f"{name} must be a number >= 0; got {value!r}.")
     if config.label_smoothing >= 1:
         raise ValueError(f"label_smoothing must be in [0, 1); got {config.label_smoothing!r}.")
+    if isinstance(config.layer_decay, bool) or not (isinstance(config.layer_decay, (int, float))
+                                                    and 0 < config.layer_decay <= 1):
+        raise ValueError(f"layer_decay must be in (0, 1] (1: one LR for every layer); got {config.layer_decay!r}.")
     if config.ema is not None and not 0 < config.ema < 1:
         raise ValueError(f"ema must be a decay in (0, 1), e.g. 0.999, or None; got {config.ema!r}.")
     if not isinstance(config.data, str) or not config.data:

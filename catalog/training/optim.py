@@ -43,17 +43,66 @@ def make_optimizer(config: TrainConfig, learning_rate, model=None):
     common = dict(learning_rate=learning_rate, weight_decay=decay or None, clipnorm=config.clipnorm,
                   use_ema=config.ema is not None, ema_momentum=config.ema if config.ema is not None else 0.99,
                   gradient_accumulation_steps=config.accumulate if config.accumulate > 1 else None)
-    if config.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(momentum=config.momentum, nesterov=config.nesterov, **common)
-    elif config.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(**common)
-    elif config.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(**{**common, "weight_decay": decay})
+    if config.layer_decay != 1.0 and model is not None:
+        common["lr_multipliers"] = layer_lr_multipliers(model, config.layer_decay)
+        classes = LAYER_SCALED
     else:
-        optimizer = keras.optimizers.RMSprop(momentum=config.momentum, **common)
+        classes = {name: getattr(keras.optimizers, cls.__name__[len("LayerScaled"):])
+                   for name, cls in LAYER_SCALED.items()}
+    if config.optimizer == "sgd":
+        optimizer = classes["sgd"](momentum=config.momentum, nesterov=config.nesterov, **common)
+    elif config.optimizer == "adam":
+        optimizer = classes["adam"](**common)
+    elif config.optimizer == "adamw":
+        optimizer = classes["adamw"](**{**common, "weight_decay": decay})
+    else:
+        optimizer = classes["rmsprop"](momentum=config.momentum, **common)
     if decay and model is not None and not config.decay_norm_and_bias:
         optimizer.exclude_from_weight_decay(var_list=no_decay_variables(model))
     return optimizer
+
+
+def layer_lr_multipliers(model, decay: float) -> dict[str, float]:
+    """``{variable path: LR multiplier}`` for layer-wise LR decay: the head 1, the last stage ``decay``, the
+    one before ``decay**2``, ... (stages as :mod:`catalog.training.finetune` defines them)."""
+    from catalog.training.finetune import layer_stages
+
+    stages = layer_stages(model)
+    head = max(stages.values())
+    return {w.path: float(decay ** (head - stages[layer.name])) for layer in model.layers
+            for w in layer.trainable_weights if stages[layer.name] < head}
+
+
+def _layer_scaled(base):
+    """``base`` (a Keras optimizer class) with a learning-rate multiplier per variable."""
+
+    class LayerScaled(base):
+        def __init__(self, *args, lr_multipliers=None, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.lr_multipliers = {str(k): float(v) for k, v in (lr_multipliers or {}).items()}
+            self._scale_by_key = {}
+
+        def build(self, variables):
+            super().build(variables)
+            self._scale_by_key = {self._var_key(v): self.lr_multipliers[v.path] for v in variables
+                                  if v.path in self.lr_multipliers}
+
+        def update_step(self, gradient, variable, learning_rate):
+            scale = self._scale_by_key.get(self._var_key(variable), 1.0)
+            return super().update_step(gradient, variable, learning_rate * scale if scale != 1.0 else learning_rate)
+
+        def get_config(self):
+            return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
+
+    LayerScaled.__name__ = LayerScaled.__qualname__ = f"LayerScaled{base.__name__}"
+    LayerScaled.__doc__ = (f"keras.optimizers.{base.__name__} with a learning-rate multiplier per variable path "
+                           f"(``lr_multipliers``; layer-wise LR decay). Decoupled weight decay keeps the base LR.")
+    return keras.saving.register_keras_serializable(package="catalog")(LayerScaled)
+
+
+LAYER_SCALED = {name: _layer_scaled(cls) for name, cls in (
+    ("sgd", keras.optimizers.SGD), ("adam", keras.optimizers.Adam), ("adamw", keras.optimizers.AdamW),
+    ("rmsprop", keras.optimizers.RMSprop))}
 
 
 def base_learning_rate(config: TrainConfig) -> float:

@@ -262,12 +262,16 @@ def test_finetune_writes_one_report_over_both_stages_with_the_checkup(digits_run
 
     result = catalog.finetune("resnet20", digits_run["spec"], weights=digits_run["pretrained"], head_epochs=1,
                               epochs=1, lr=0.1, finetune_lr=0.1, batch_size=20, out_dir=str(tmp_path / "ft"),
+                              layer_decay=0.5,  # stage 2: stage3 at lr / 2, stage2 at lr / 4, ...
                               model_options=TINY, image_size=SIZE, augment=False, val_split="val", verbose=0)
     assert "check-up: stage 2's LR 0.1 is not below stage 1's 0.1" in capsys.readouterr().out
     report = json.loads((tmp_path / "ft" / "report.json").read_text())
     assert any(n.startswith("check-up: stage 2's LR 0.1") for n in report["notes"])
     assert report["history"]["stage"] == [1, 2] and report["history"]["epoch"] == [1, 2]
     assert (tmp_path / "ft" / "report.html").is_file() and result.history[-1]["stage"] == 2
+    optimizer = result.model.optimizer
+    assert type(optimizer).__name__ == "LayerScaledSGD"
+    assert optimizer.lr_multipliers["stem_conv/kernel"] == 0.0625 and "head_fc/kernel" not in optimizer.lr_multipliers
 
 
 def test_finetuning_beats_training_from_scratch_on_100_digits(tmp_path):

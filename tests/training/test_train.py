@@ -17,7 +17,7 @@ import pytest
 
 import catalog
 from catalog.saving import load_model, read_record
-from catalog.training.config import TrainConfig
+from catalog.training.config import TrainConfig, validate
 from catalog.training.optim import SparseCrossentropy, make_optimizer, no_decay_variables
 
 TINY = ["--model-options", '{"width": 8, "depths": [1, 1, 1]}', "--data", "shapes", "--num-images", "256",
@@ -158,6 +158,28 @@ def test_weight_decay_skips_batchnorm_and_biases():
         np.testing.assert_allclose(w.numpy(), expected, rtol=1e-6, err_msg=w.path)
     names = {w.path.split("/")[-1] for w in no_decay_variables(model)}
     assert names == {"gamma", "beta", "bias"}
+
+
+@pytest.mark.jax
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_layer_decay_scales_each_stage_lr_towards_the_input(optimizer):
+    model = catalog.create_model("resnet20", num_classes=3, width=8, depths=(1, 1, 1))
+    config = TrainConfig(optimizer=optimizer, momentum=0.0, weight_decay=0.0, layer_decay=0.5)
+    opt = make_optimizer(config, 0.1, model)
+    assert type(opt).__name__ == f"LayerScaled{type(keras.optimizers.get(optimizer)).__name__}"
+    before = [np.array(w.numpy()) for w in model.trainable_weights]
+    opt.apply([keras.ops.ones(w.shape) for w in model.trainable_weights], model.trainable_weights)
+    # stages of resnet20: stem 0, stage1..3, head 4: multiplier 0.5 ** (4 - stage); SGD and Adam's first
+    # step both move each weight by lr x multiplier (Adam: the normalized gradient is 1)
+    expected = {"stem_conv/kernel": 0.0625, "stage1_block1_conv1_conv/kernel": 0.125,
+                "stage3_block1_conv2_bn/gamma": 0.5, "head_fc/kernel": 1.0}
+    for w, old in zip(model.trainable_weights, before):
+        if w.path in expected:
+            np.testing.assert_allclose(old - w.numpy(), 0.1 * expected[w.path], rtol=1e-3, err_msg=w.path)
+    again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+    assert type(again) is type(opt) and again.lr_multipliers == opt.lr_multipliers
+    with pytest.raises(ValueError, match=r"layer_decay must be in \(0, 1\]"):
+        validate(TrainConfig(model="resnet20", data="shapes", layer_decay=1.5))
 
 
 @pytest.mark.jax
