@@ -88,8 +88,8 @@ def load_model(path):
 
 # Modules that register custom Keras objects (importing them registers them).
 CUSTOM_OBJECT_MODULES = ("catalog.blocks.layers", "catalog.blocks.shuffle", "catalog.blocks.attention",
-                         "catalog.blocks.boxes", "catalog.models.alexnet", "catalog.training.schedules",
-                         "catalog.training.optim", "catalog.training.losses")
+                         "catalog.blocks.boxes", "catalog.models.alexnet", "catalog.models.retinanet",
+                         "catalog.training.schedules", "catalog.training.optim", "catalog.training.losses")
 
 
 def read_record(path) -> dict | None:
