@@ -437,8 +437,7 @@ def head_test(model):
     end = _stage_end(model)
     if end is None:  # no stage record (a model from a .keras file): the catalog's head layer names
         return lambda name: name.startswith("head") or name == "predictions"
-    graph = Graph(model)
-    body = _ancestors(graph, graph.resolve(end)) | {end.name}
+    body = ancestors(end)
     return lambda name: name not in body
 
 
@@ -588,14 +587,14 @@ def keras_applications_model(name: str, path, options: dict, family: str | None 
                      f"{errors[0] if errors else 'it holds no layers'}.")
 
 
-def _ancestors(graph, layer) -> set[str]:
+def ancestors(layer) -> set[str]:
+    """Names of ``layer`` and every layer or operation that feeds it."""
     seen, work = set(), [layer]
     while work:
         current = work.pop()
-        if current.name in seen:
-            continue
-        seen.add(current.name)
-        work.extend(graph.inputs.get(current.name, []))
+        if current.name not in seen:
+            seen.add(current.name)
+            work.extend(_parents(current))
     return seen
 
 
@@ -617,7 +616,9 @@ def load_by_structure(model, reference, *, path, source: str) -> list[str]:
     table = src.by_code()
     stage_end = _stage_end(model)
     # A layer whose code (its kind and everything above it) is one source layer's is that layer: start there.
-    starts = [(_layer(reference, table[tgt.code[name]][0]), _layer(model, name)) for name in tgt.kind
+    source_ops = {op.name: op for op in _operations(reference)}
+    target_ops = {op.name: op for op in _operations(model)}
+    starts = [(source_ops[table[tgt.code[name]][0]], target_ops[name]) for name in tgt.kind
               if tgt.kind[name][0] != "input" and len(table.get(tgt.code[name], ())) == 1]
     if not starts:
         first = next((n for n in (op.name for op in _operations(model)) if n in tgt.kind
@@ -627,7 +628,7 @@ def load_by_structure(model, reference, *, path, source: str) -> list[str]:
         raise StructureMismatch(f"weights file {path} ({source}) does not fit {model.name}: {where}")
     pairs = match_graphs(src, tgt, starts)
     lines = []
-    body = _ancestors(tgt, tgt.resolve(stage_end)) if stage_end is not None else set(tgt.kind)
+    body = ancestors(stage_end) if stage_end is not None else set(tgt.kind)
     missing = [layer for layer in model.layers if layer.weights and layer.name not in pairs]
     inside = [layer.name for layer in missing if layer.name in body]
     if inside:
@@ -651,10 +652,6 @@ def load_by_structure(model, reference, *, path, source: str) -> list[str]:
     for line in lines:
         log.info(line)
     return lines
-
-
-def _layer(model, name):
-    return next(op for op in _operations(model) if op.name == name)
 
 
 def _operations(model) -> list:

@@ -31,8 +31,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
-import warnings
 from typing import Callable, Sequence
 
 import keras
@@ -163,35 +161,6 @@ def load_weights(model, weights):
 
     load_catalog_file(model, path)  # exact, else by name with a new head; errors name layer and shapes
     return model
-
-
-def weights_mismatch_message(message: str, model, path) -> str:
-    """One sentence from Keras' (often 100-line) weight-loading error: the layer, the shapes, the cause."""
-    lines = [line.strip() for line in message.splitlines() if line.strip()]
-    shapes = re.search(r"variable\.shape=\(([^)]*)\), Received: value\.shape=\(([^)]*)\)", message)
-    layer = re.search(r"path=([\w/.-]+)", message) or re.search(r"object <\w+ name=([\w.-]+)", message)
-    where = f"layer {layer.group(1)}" if layer else "a layer"
-    if shapes:
-        expected = tuple(int(v) for v in shapes.group(1).replace(" ", "").split(",") if v)
-        found = tuple(int(v) for v in shapes.group(2).replace(" ", "").split(",") if v)
-        weighted = [w.path for w in model.weights]
-        name = layer.group(1) if layer else ""
-        differ = [i for i, (a, b) in enumerate(zip(expected, found)) if a != b] if len(expected) == len(found) else []
-        if weighted and name == weighted[0] and differ == [len(expected) - 2]:
-            cause = "the file was saved from a model with another number of input channels"
-        elif weighted and name in weighted[-2:] and differ == [len(expected) - 1]:
-            cause = "the file was saved from a model with another number of classes"
-        else:
-            cause = "the file was probably saved from another architecture or width"
-        return (f"weights file {path} does not fit {model.name}: {where} expects shape {expected} but the "
-                f"file holds {found}; {cause}.")
-    counts = re.search(r"expected (\d+) variables, but received (\d+)", message)
-    if counts:
-        return (f"weights file {path} does not fit {model.name}: {where} expects {counts.group(1)} "
-                f"variable(s) but the file holds {counts.group(2)}; the file was probably saved from another "
-                f"architecture.")
-    first = lines[0] if lines else type(message).__name__
-    return f"weights file {path} could not be loaded into {model.name}: {first[:200]}."
 
 
 def preprocessing_layers(x, preprocessing: str | None):

@@ -31,7 +31,7 @@ import logging
 import os
 import re
 
-from catalog.weights import collected_lines, load_matching_weights, read_weights_by_layer  # noqa: F401
+from catalog.weights import ancestors, collected_lines, load_matching_weights, read_weights_by_layer  # noqa: F401
 
 log = logging.getLogger("catalog.finetune")
 
@@ -72,25 +72,12 @@ def family_stage_names(model) -> list[str]:
     return [name.split("_")[0] for name in stage_output_layers(model)]
 
 
-def _ancestors(layer) -> set[str]:
-    """Names of ``layer`` and every layer that feeds it."""
-    seen, stack = set(), [layer]
-    while stack:
-        current = stack.pop()
-        if current.name in seen:
-            continue
-        seen.add(current.name)
-        for node in current._inbound_nodes:
-            stack.extend(t._keras_history.operation for t in node.input_tensors)
-    return seen
-
-
 def layer_stages(model) -> dict[str, int]:
     """``{layer name: stage index}``; the head (layers feeding no stage output) gets ``len(stages)``."""
     outputs = stage_output_layers(model)
     stage = {}
     for index, name in enumerate(outputs):
-        for ancestor in _ancestors(model.get_layer(name)):
+        for ancestor in ancestors(model.get_layer(name)):
             stage.setdefault(ancestor, index)
     return {layer.name: stage.get(layer.name, len(outputs)) for layer in model.layers}
 
