@@ -290,17 +290,28 @@ def gather_boxes(gt_boxes, matched_index):
     return ops.take_along_axis(gt_boxes, index, axis=-2)
 
 
-def detection_targets(anchors, gt_boxes, gt_labels, variances=(1.0, 1.0, 1.0, 1.0), **match_kwargs):
-    """Training targets for a dense detector: (labels (..., A), box_targets (..., A, 5)).
+def detection_targets(anchors, gt_boxes, gt_labels, variances=(1.0, 1.0, 1.0, 1.0), box_target: str = "deltas",
+                      **match_kwargs):
+    """Training targets for a dense detector: (labels (..., A), box_targets (..., A, 5 or 9)).
 
     ``labels`` is :func:`match_anchors`' (class id, IGNORE or BACKGROUND), the ``y_true`` of
-    ``catalog.training.losses.FocalLoss``; ``box_targets`` is the :func:`encode` deltas of each anchor's gt box
-    followed by that label, the ``y_true`` of ``SmoothL1`` (only positive anchors count there).
+    ``catalog.training.losses.FocalLoss``. ``box_target="deltas"``: ``box_targets`` is the :func:`encode` deltas
+    of each anchor's gt box followed by that label, the ``y_true`` of ``SmoothL1``; ``"giou"``: the gt box
+    (xyxy), the label and the anchor (xyxy), the ``y_true`` of ``GIoULoss`` on predicted deltas. Only positive
+    anchors count in either.
     """
+    if box_target not in ("deltas", "giou"):
+        raise ValueError(f"box_target must be 'deltas' or 'giou'; got {box_target!r}.")
     matched, labels = match_anchors(anchors, gt_boxes, gt_labels, **match_kwargs)
+    positive = ops.expand_dims(labels >= 0, -1)
+    label_column = ops.cast(ops.expand_dims(labels, -1), "float32")
+    if box_target == "giou":
+        gt = ops.where(positive, _as_float(gather_boxes(gt_boxes, matched)), 0.0)
+        anchor_columns = ops.broadcast_to(ops.cast(anchors, "float32"), ops.shape(gt))
+        return labels, ops.concatenate([gt, label_column, anchor_columns], axis=-1)
     deltas = encode(gather_boxes(gt_boxes, matched), anchors, variances)
-    deltas = ops.where(ops.expand_dims(labels >= 0, -1), deltas, 0.0)
-    return labels, ops.concatenate([deltas, ops.cast(ops.expand_dims(labels, -1), deltas.dtype)], axis=-1)
+    deltas = ops.where(positive, deltas, 0.0)
+    return labels, ops.concatenate([deltas, ops.cast(label_column, deltas.dtype)], axis=-1)
 
 
 
@@ -420,3 +431,75 @@ class NonMaxSuppression(keras.layers.Layer):
         return {**super().get_config(), "iou_threshold": self.iou_threshold,
                 "score_threshold": self.score_threshold, "max_detections": self.max_detections,
                 "pre_nms_top_k": self.pre_nms_top_k}
+
+
+# SSD default boxes (Liu et al. 2016), in the TF object-detection API's ``ssd_anchor_generator`` convention.
+SSD_ASPECT_RATIOS = (1.0, 2.0, 0.5, 3.0, 1.0 / 3)
+
+
+def ssd_box_specs(num_layers: int, min_scale: float = 0.2, max_scale: float = 0.95,
+                  aspect_ratios=SSD_ASPECT_RATIOS, interpolated_scale_aspect_ratio: float = 1.0,
+                  reduce_boxes_in_lowest_layer: bool = True, scales=None) -> list[list[tuple[float, float]]]:
+    """Per layer, the (scale, aspect_ratio) of each default box at a position (Liu et al. 2016, Sec. 2.2).
+
+    The TF object-detection API's ``create_ssd_anchors``: scales s_k linear from ``min_scale`` to ``max_scale``
+    over the layers (or the given ``scales``), then s_{num_layers} = 1; each layer has one box per aspect ratio
+    at s_k, plus a box of scale sqrt(s_k s_{k+1}) and ratio ``interpolated_scale_aspect_ratio`` (SSD's extra
+    square; none when that ratio is <= 0). With ``reduce_boxes_in_lowest_layer`` the first layer has just
+    (0.1, 1), (s_0, 2), (s_0, 1/2). Aspect ratio is width / height.
+    """
+    if isinstance(num_layers, bool) or not isinstance(num_layers, int) or num_layers < 1:
+        raise ValueError(f"num_layers must be a positive integer; got {num_layers!r}.")
+    if scales:
+        scales = [float(s) for s in scales]
+        if len(scales) != num_layers:
+            raise ValueError(f"scales must have one entry per layer ({num_layers}); got {len(scales)}.")
+    elif num_layers == 1:
+        scales = [float(min_scale)]
+    else:
+        scales = [min_scale + (max_scale - min_scale) * i / (num_layers - 1) for i in range(num_layers)]
+    if any(s <= 0 for s in scales) or any(float(r) <= 0 for r in aspect_ratios):
+        raise ValueError(f"scales and aspect_ratios must be positive; got {scales} and {tuple(aspect_ratios)}.")
+    scales = scales + [1.0]
+    specs = []
+    for layer, (scale, scale_next) in enumerate(zip(scales[:-1], scales[1:])):
+        if layer == 0 and reduce_boxes_in_lowest_layer:
+            specs.append([(0.1, 1.0), (scale, 2.0), (scale, 0.5)])
+            continue
+        boxes = [(scale, float(ratio)) for ratio in aspect_ratios]
+        if interpolated_scale_aspect_ratio > 0:
+            boxes.append((math.sqrt(scale * scale_next), float(interpolated_scale_aspect_ratio)))
+        specs.append(boxes)
+    return specs
+
+
+def ssd_anchors(image_size, feature_sizes, min_scale: float = 0.2, max_scale: float = 0.95,
+                aspect_ratios=SSD_ASPECT_RATIOS, interpolated_scale_aspect_ratio: float = 1.0,
+                reduce_boxes_in_lowest_layer: bool = True, scales=None):
+    """SSD default boxes of an image of ``image_size`` (height, width): (sum of h * w * boxes, 4) xyxy pixels.
+
+    Layer k of size ``feature_sizes[k]`` = (h, w) has the boxes of :func:`ssd_box_specs` at the centres
+    ((x + 0.5) W / w, (y + 0.5) H / h), so the grid spans the image whatever the network's stride (the TF API's
+    ``MultipleGridAnchorGenerator`` and torchvision's ``DefaultBoxGenerator``); a box of scale s and ratio r is
+    s * min(H, W) * sqrt(r) wide and s * min(H, W) / sqrt(r) high (square in pixels for r = 1, as the TF API
+    scales its base size by the shorter side); boxes are not clipped to the image (the TF API's default).
+    Ordered (y, x, box) within a layer, layers in order: a head's (B, h, w, boxes * K) output reshaped to
+    (B, h * w * boxes, K) and concatenated over layers lines up with it.
+    """
+    height, width = (float(s) for s in tuple(image_size)[:2])
+    sizes = [tuple(int(v) for v in size) for size in feature_sizes]
+    if not sizes or any(len(size) != 2 or min(size) < 1 for size in sizes):
+        raise ValueError(f"feature_sizes must be a non-empty list of (height, width) of positive integers; "
+                         f"got {feature_sizes!r}.")
+    specs = ssd_box_specs(len(sizes), min_scale, max_scale, aspect_ratios, interpolated_scale_aspect_ratio,
+                          reduce_boxes_in_lowest_layer, scales)
+    shorter = min(height, width)
+    parts = []
+    for (h, w), boxes in zip(sizes, specs):
+        scale = np.asarray([s for s, _ in boxes], np.float64)
+        root = np.sqrt(np.asarray([r for _, r in boxes], np.float64))
+        half = np.stack([scale * shorter * root, scale * shorter / root], axis=-1) / 2     # (boxes, 2) w/2, h/2
+        cy, cx = np.meshgrid((np.arange(h) + 0.5) * height / h, (np.arange(w) + 0.5) * width / w, indexing="ij")
+        centres = np.stack([cx, cy], axis=-1).reshape(-1, 1, 2)
+        parts.append(np.concatenate([centres - half, centres + half], axis=-1).reshape(-1, 4))
+    return ops.convert_to_tensor(np.concatenate(parts, axis=0).astype(np.float32))

@@ -136,7 +136,7 @@ def cmd_evaluate(args):
                    image_size=args.image_size, batch_size=args.batch_size, weights=args.weights,
                    preprocessing=args.preprocessing, crop_fraction=args.crop_fraction,
                    max_batches=args.max_batches, allow_random_weights=args.allow_random_weights,
-                   verbose=0 if args.quiet else 1)
+                   save_detections=args.save_detections, verbose=0 if args.quiet else 1)
     print(f"Report written to {out}")
 
 
@@ -279,6 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-fraction", type=float,
                    help="centre-crop fraction, 1.0 = none (default: the model's record, else its card's)")
     p.add_argument("--max-batches", type=int, help="evaluate a seeded random sample of this many batches")
+    p.add_argument("--save-detections", metavar="FILE",
+                   help="detection: write the detections as a COCO results JSON (original ids and pixels)")
     p.add_argument("--allow-random-weights", action="store_true",
                    help="score a registered name without weights (its scores are chance level)")
     p.add_argument("--quiet", action="store_true")

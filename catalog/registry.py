@@ -44,6 +44,30 @@ class ModelEntry:
     preprocessing: str | None = None
     crop_fraction: float | None = None
     description: str = ""
+    recipe: Callable[..., Any] | None = None
+
+
+@dataclasses.dataclass
+class TrainingRecipe:
+    """How ``catalog.train`` trains and evaluates a task model (a registry entry's ``recipe(model)`` returns one).
+
+    ``loss``: the Keras loss (a dict keyed like the model's outputs for a dict output). ``targets``: None, or a
+    function in ``keras.ops`` from a batch's targets as ``catalog.datasets.load`` gives them for ``task``
+    (detection: ``{"boxes": (B, M, 4) xyxy pixels padded with -1, "labels": (B, M) padded with -1}``) to
+    the targets of ``loss``; the data pipeline applies it. ``metrics``: Keras metrics for ``compile``.
+    ``inference``: None, or a function of the trained model returning the model ``catalog.evaluate`` scores
+    (detection: outputs ``boxes``, ``scores``, ``labels``, ``num_detections``). ``task``: the
+    ``catalog.datasets`` / ``catalog.evaluate`` task of the data. ``num_classes``: the object classes the
+    model predicts (checked against the data; None: not checked). ``notes``: lines for the run's report.
+    """
+
+    task: str
+    loss: Any
+    num_classes: int | None = None
+    targets: Callable[..., Any] | None = None
+    metrics: list = dataclasses.field(default_factory=list)
+    inference: Callable[..., Any] | None = None
+    notes: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +126,8 @@ def register_model(fn: Callable | None = None, *, name: str | None = None, famil
     multiply-accumulates of one forward pass at ``input_shape``) with their ``*_source``,
     ``min_input_size``, ``preprocessing`` (the pixel scaling of the reference weights) and
     ``crop_fraction`` (their evaluation centre crop; default 0.875, ImageNet's 224 of 256, for inputs of
-    96 px and more, else 1.0).
+    96 px and more, else 1.0) and ``recipe`` (task models: a function of the built model returning its
+    :class:`TrainingRecipe`; classifiers train without one).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}.")
@@ -291,9 +316,25 @@ def shipped_cards() -> dict:
         return {}
 
 
+def recipe_of(model, name: str | None = None, **options) -> TrainingRecipe | None:
+    """The :class:`TrainingRecipe` of a built task model: its registered ``name``'s (default ``model.name``'s)
+    entry's recipe applied to ``model`` with ``options``, or None (a classifier, or a name the registry does
+    not know)."""
+    _discover()
+    entry = _REGISTRY.get(name or getattr(model, "name", None))
+    if entry is None or entry.recipe is None:
+        return None
+    accepted = list(inspect.signature(entry.recipe).parameters)[1:]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ValueError(f"task_options {', '.join(unknown)} are not options of {entry.name}'s training recipe; "
+                         f"accepted: {', '.join(accepted) or 'none'}.")
+    return entry.recipe(model, **options)
+
+
 def _card(entry: ModelEntry, measured: dict) -> ModelCard:
     facts = {f.name: getattr(entry, f.name) for f in dataclasses.fields(ModelEntry)
-             if f.name not in ("builder", "reference_params_rtol")}
+             if f.name not in ("builder", "reference_params_rtol", "recipe")}
     measured = {k: tuple(v) if isinstance(v, list) else v for k, v in measured.items() if k in MEASURED}
     return ModelCard(**facts, **measured)
 

@@ -14,6 +14,7 @@ Generative models: :func:`inception_score_of_images` and :func:`fid_of_images` r
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import time
 
@@ -129,7 +130,8 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
              preprocessing: str | None = None, crop_fraction: float | None = None,
              max_batches: int | None = None, num_samples: int = 8, from_logits: bool | None = None,
              allow_random_weights: bool = False, seed: int = 0, history: dict | None = None,
-             title: str | None = None, verbose: int = 1, notes: list | None = None, **load_kwargs) -> str:
+             title: str | None = None, verbose: int = 1, notes: list | None = None,
+             save_detections: str | None = None, **load_kwargs) -> str:
     """Evaluate ``model`` on ``data`` for ``task``; write report.json/md/html into ``out_dir``; return it.
 
     Args:
@@ -153,12 +155,15 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
         history: per-epoch training history (``catalog.train``'s) to plot as training curves in the report.
         title: the report's title.
         notes: lines to state in the report (and print), before the ones this job adds.
+        save_detections: detection: write the detections to this file in the COCO results format
+            (``image_id``, ``category_id``, ``bbox`` xywh in original pixels, ``score``; a ``coco:`` spec's
+            own image and category ids, else images numbered 1.. in evaluation order and classes 1..K).
         verbose: 1 shows a progress bar when there are more than a few batches, and the notes.
     """
     import keras
 
-    from catalog.evaluation import ClassificationMetrics, SegmentationMetrics, coco_evaluate
-    from catalog.evaluation.report import MisclassifiedCollector, detection_report_metrics, write_report
+    from catalog.evaluation import ClassificationMetrics, SegmentationMetrics
+    from catalog.evaluation.report import MisclassifiedCollector, write_report
     from catalog.saving import read_record
 
     if task not in TASKS:
@@ -197,6 +202,14 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
     if task == "segmentation" and len(names) and not (class_names and len(class_names)):
         names = ["background", *names]  # generated/annotated masks use 0 for background
     model, card = _load_model(model, len(names), size, weights, channels, allow_random_weights)
+    if task == "detection" and isinstance(model.output, dict) and "scores" not in model.output:
+        from catalog.registry import recipe_of
+
+        recipe = recipe_of(model, (record or {}).get("model_name"))
+        if recipe is None or recipe.inference is None:
+            raise ValueError(f"model {model.name!r} outputs {sorted(model.output)}, not detections; pass its "
+                             f"inference model (outputs boxes, scores, labels) or a registered detector.")
+        model = recipe.inference(model)  # a training model: its decoding and NMS appended
     if card is None:
         card = {"name": model.name, "params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))}
     from catalog.registry import has_random_weights
@@ -212,7 +225,7 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
     metric = ClassificationMetrics(len(names), names, top_k=(1, 5)) if task == "classification" else None
     if task == "segmentation":
         metric = SegmentationMetrics(len(names), ignore_index=info.get("ignore_label"))
-    gt_anns, det_cols, samples = [], {"image_id": [], "category_id": [], "bbox": [], "score": []}, None
+    per_image, samples = [], None
     sample = {"images": [], "predictions": [], "ground_truth": []}
     image_offset, start, seen_classes, mistakes = 0, time.time(), set(), MisclassifiedCollector()
     for step, (x, y) in enumerate(ds):
@@ -246,19 +259,10 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
             preds, truth = [], []
             for i in range(n):  # per image bookkeeping (not per detection); the metric itself is vectorized
                 keep, gkeep = (labels[i] >= 0) & (scores[i] > 0), gl[i] >= 0
-                image_id = image_offset + i + 1
                 b = boxes[i][keep]
-                det_cols["image_id"].append(np.full(len(b), image_id))
-                det_cols["category_id"].append(labels[i][keep] + 1)
-                det_cols["bbox"].append(b)
-                det_cols["score"].append(scores[i][keep])
-                g = gb[i][gkeep]
-                wh = g[:, 2:] - g[:, :2]
-                gt_anns += [{"id": len(gt_anns) + j + 1, "image_id": image_id, "category_id": int(c) + 1,
-                             "bbox": box.tolist(), "area": float(w * h), "iscrowd": 0}
-                            for j, (box, c, (w, h)) in enumerate(zip(g, gl[i][gkeep], wh))]
                 preds.append({"boxes": b, "labels": labels[i][keep], "scores": scores[i][keep]})
-                truth.append({"boxes": g, "labels": gl[i][gkeep]})
+                truth.append({"boxes": gb[i][gkeep], "labels": gl[i][gkeep]})
+            per_image += [(p["boxes"], p["labels"], p["scores"], t["boxes"], t["labels"]) for p, t in zip(preds, truth)]
         room = num_samples - len(sample["images"])
         if room > 0:
             sample["images"] += list(x[:room])
@@ -272,13 +276,13 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
     seconds = time.time() - start
 
     if task == "detection":
-        images = [{"id": i + 1} for i in range(image_offset)]
-        cats = [{"id": c + 1, "name": name} for c, name in enumerate(names)]
-        cols = {k: np.concatenate(v) if v else np.zeros((0, 4) if k == "bbox" else 0) for k, v in det_cols.items()}
-        result = coco_evaluate({"images": images, "annotations": gt_anns, "categories": cats}, cols,
-                               box_format="xyxy", return_details=True)
-        metrics = detection_report_metrics(result)
-        metrics["per_class_gt"] = np.bincount([a["category_id"] - 1 for a in gt_anns], minlength=len(names))
+        metrics, results, scaled = _detection_metrics(per_image, names, info, size, count)
+        if scaled:
+            notes.append("boxes were scored in each image's original pixels (the model saw it resized).")
+        if save_detections:
+            _write_json(save_detections, results)
+            if verbose:
+                print(f"Detections written to {save_detections} ({len(results)} boxes, COCO results format).")
     else:
         metrics = metric.result()
     samples = sample if sample["images"] else None
@@ -306,6 +310,63 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
                  seconds=round(seconds, 3), history=history, notes=notes,
                  title=title or f"{card.get('name', 'model')}: {task} on {dataset['spec']} ({split})")
     return out_dir
+
+
+def _detection_metrics(per_image, names, info, size, count):
+    """(report metrics, COCO results list, whether boxes were scaled back) of per-image (det boxes, labels,
+    scores, gt boxes, labels) in the model's input pixels: COCO's 12 numbers, per-class AP and PR curves,
+    and Pascal VOC AP at IoU 0.5. A ``coco:``/``voc:`` dataset read whole in order is scored in each
+    image's original pixels with its own ids."""
+    from catalog.evaluation import coco_evaluate, voc_evaluate
+    from catalog.evaluation.report import detection_report_metrics
+
+    original = info.get("image_sizes") is not None and count == len(per_image) == len(info["image_sizes"])
+    image_ids = info["image_ids"] if original else list(range(1, len(per_image) + 1))
+    category_ids = np.asarray(info.get("category_ids") or range(1, len(names) + 1))
+    gt_anns, det_cols, voc = [], {"image_id": [], "category_id": [], "bbox": [], "score": []}, [[], [], [], [], []]
+    for k, (boxes, labels, scores, gt_boxes, gt_labels) in enumerate(per_image):
+        if original:  # the pipeline stretched each image to ``size``: undo it on every box
+            (h, w), (h_in, w_in) = info["image_sizes"][k], size
+            factor = np.array([w / w_in, h / h_in, w / w_in, h / h_in])
+            boxes, gt_boxes = boxes * factor, gt_boxes * factor
+        for column, value in zip(voc, (boxes, labels, scores, gt_boxes, gt_labels)):
+            column.append(value)
+        det_cols["image_id"].append(np.full(len(boxes), image_ids[k]))
+        det_cols["category_id"].append(category_ids[labels])
+        det_cols["bbox"].append(boxes)
+        det_cols["score"].append(scores)
+        wh = gt_boxes[:, 2:] - gt_boxes[:, :2]
+        gt_anns += [{"id": len(gt_anns) + j + 1, "image_id": image_ids[k], "category_id": int(category_ids[c]),
+                     "bbox": box.tolist(), "area": float(bw * bh), "iscrowd": 0}
+                    for j, (box, c, (bw, bh)) in enumerate(zip(gt_boxes, gt_labels, wh))]
+    images = [{"id": i} for i in image_ids]
+    cats = [{"id": int(c), "name": name} for c, name in zip(category_ids, names)]
+    cols = {k: np.concatenate(v) if v else np.zeros((0, 4) if k == "bbox" else 0) for k, v in det_cols.items()}
+    result = coco_evaluate({"images": images, "annotations": gt_anns, "categories": cats}, cols,
+                           box_format="xyxy", return_details=True)
+    metrics = detection_report_metrics(result)
+    index = {int(c): i for i, c in enumerate(category_ids)}
+    metrics["per_class_gt"] = np.bincount([index[a["category_id"]] for a in gt_anns], minlength=len(names))
+    det_boxes, det_labels, det_scores, gt_boxes, gt_labels = voc
+    pascal = voc_evaluate(gt_boxes, gt_labels, det_boxes, det_labels, det_scores, num_classes=len(names))
+    metrics["VOC_AP50"], metrics["per_class_voc_ap50"] = pascal["map"], pascal["ap"]
+    xywh = np.concatenate([cols["bbox"][:, :2], cols["bbox"][:, 2:] - cols["bbox"][:, :2]], axis=1)
+    results = [{"image_id": _plain_id(i), "category_id": int(c), "bbox": [round(float(v), 3) for v in b],
+                "score": round(float(s), 5)}
+               for i, c, b, s in zip(cols["image_id"], cols["category_id"], xywh, cols["score"])]
+    return metrics, results, original
+
+
+def _plain_id(value):
+    return value.item() if hasattr(value, "item") else value
+
+
+def _write_json(path, value):
+    path = os.path.expanduser(os.fspath(path))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(value, f)
+    os.replace(path + ".tmp", path)
 
 
 def _channels(model) -> int:

@@ -86,9 +86,10 @@ def coco_mask(segmentation, height, width) -> np.ndarray:
 def read_coco(annotation_file: str, images_dir: str):
     """Parse a COCO instances file. Returns (records, class_names, skipped {path: reason}).
 
-    Each record: ``path``, ``width``, ``height``, ``boxes`` float32 (k, 4) pixel xyxy, ``labels`` int32
-    (k,) indices into class_names (categories sorted by id), ``segments`` list of (label, segmentation,
-    iscrowd). Crowd annotations have no box (they only mark ignore regions in masks).
+    Each record: ``path``, ``image_id`` (the file's), ``category_ids`` (the file's category id of each class
+    index, shared by all records), ``width``, ``height``, ``boxes`` float32 (k, 4) pixel xyxy, ``labels``
+    int32 (k,) indices into class_names (categories sorted by id), ``segments`` list of (label,
+    segmentation, iscrowd). Crowd annotations have no box (they only mark ignore regions in masks).
     """
     if not os.path.isfile(annotation_file):
         raise FileNotFoundError(f"COCO annotation file {annotation_file} does not exist.")
@@ -103,6 +104,7 @@ def read_coco(annotation_file: str, images_dir: str):
     except (ValueError, KeyError, TypeError) as e:
         raise ValueError(f"{annotation_file} is not a COCO annotation file ({type(e).__name__}: {e}).") from e
     index = {c["id"]: i for i, c in enumerate(categories)}
+    category_ids = tuple(c["id"] for c in categories)
     by_image = {img["id"]: [] for img in images}
     for ann in annotations:
         if ann.get("image_id") not in by_image or ann.get("category_id") not in index:
@@ -124,7 +126,8 @@ def read_coco(annotation_file: str, images_dir: str):
         boxes, labels, _ = _check_boxes(boxes, labels, img["width"], img["height"], path)
         segments = [(index[a["category_id"]], a["segmentation"], bool(a.get("iscrowd", 0)))
                     for a in sorted(anns, key=lambda a: -a.get("area", 0)) if "segmentation" in a]
-        records.append({"path": path, "width": img["width"], "height": img["height"], "boxes": boxes,
+        records.append({"path": path, "image_id": img["id"], "category_ids": category_ids,
+                        "width": img["width"], "height": img["height"], "boxes": boxes,
                         "labels": labels, "segments": segments})
     return records, tuple(c["name"] for c in categories), skipped
 

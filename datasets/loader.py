@@ -152,6 +152,11 @@ def _annotation_source(kind, spec_rest, split, task, validate):
     def masks(index):
         return mask_of(records[int(index)])
 
+    # what a COCO results file needs, in record order: the file's ids and each image's original size
+    files["ids"] = {"image_ids": [r.get("image_id", i + 1) for i, r in enumerate(records)],
+                    "image_sizes": [(int(r["height"]), int(r["width"])) for r in records],
+                    "category_ids": list(records[0]["category_ids"]) if records and "category_ids" in records[0]
+                    else list(range(1, len(class_names) + 1))}
     return files, len(records), class_names, skipped, masks
 
 
@@ -387,6 +392,30 @@ _STREAM_SALT = 0x5EED_57EA
 _TFDS_BLOCK = 10_000  # tfds without cache: the stream permutes within consecutive blocks of this many
 
 
+def _map_targets(ds, targets):
+    """``ds`` of (images, y) batches with ``targets(y)`` in place of y (see ``load``'s ``targets``)."""
+    import keras
+
+    if keras.backend.backend() == "tensorflow":  # keras.ops are TensorFlow ops: they run in the graph
+        return ds.map(lambda x, y: (x, targets(y)), num_parallel_calls=AUTOTUNE)
+    x_spec, y_spec = ds.element_spec
+    example = tf.nest.map_structure(lambda t: np.zeros([1, *t.shape[1:]], t.dtype.as_numpy_dtype), y_spec)
+    out = tf.nest.map_structure(np.asarray, targets(example))  # the output structure, shapes and dtypes
+    flat = tf.nest.flatten(out)
+
+    def apply(*values):
+        y = tf.nest.pack_sequence_as(y_spec, list(values))
+        return [np.asarray(v, o.dtype) for v, o in zip(tf.nest.flatten(targets(y)), flat)]
+
+    def fn(x, y):
+        values = tf.numpy_function(apply, tf.nest.flatten(y), [tf.as_dtype(o.dtype) for o in flat],
+                                   stateful=False)
+        values = [tf.ensure_shape(v, [None, *o.shape[1:]]) for v, o in zip(values, flat)]
+        return x, tf.nest.pack_sequence_as(out, values)
+
+    return ds.map(fn, num_parallel_calls=AUTOTUNE)
+
+
 def _fold(key, *data):
     for d in data:
         key = tf.random.experimental.stateless_fold_in(key, tf.cast(d, tf.int64), alg="philox")
@@ -466,7 +495,7 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
          crop_fraction: float = 0.875, color_jitter: bool = True,
          validate: str = "fast", num_images: int | None = None, max_objects: int | None = None,
          drop_remainder: bool = False, channels: int = 3, epochs: int | None = None, start_epoch: int = 0,
-         skip_batches: int = 0):
+         skip_batches: int = 0, targets=None):
     """Build a batched tf.data pipeline for ``spec``; returns (dataset, info).
 
     Args:
@@ -513,6 +542,9 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         start_epoch: the first epoch of the stream (needs ``epochs``; less than it).
         skip_batches: batches of ``start_epoch`` already seen, skipped before decoding (needs ``epochs``;
             less than ``steps_per_epoch``).
+        targets: None, or a function in ``keras.ops`` mapping each batch's targets to what a loss takes
+            (a task model's ``TrainingRecipe.targets``, e.g. anchor labels from padded boxes); applied in the
+            graph on the TensorFlow backend, through ``tf.numpy_function`` on the others.
 
     Returns:
         (tf.data.Dataset, info dict): ``class_names``, ``num_classes``, ``task``, ``count`` (examples
@@ -666,6 +698,8 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         if mixup or cutmix:
             mix = _mix_fn(mixup, cutmix, len(class_names))
             ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed + 1).batch(2))).map(_plain(mix))
+    if targets is not None:
+        ds = _map_targets(ds, targets)
     ds = ds.prefetch(AUTOTUNE)
     info = {"spec": spec, "task": task, "split": split, "class_names": tuple(class_names),
             "num_classes": len(class_names), "count": int(count), "skipped": sorted(skipped),
@@ -677,6 +711,8 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
     if task == "detection":
         info["box_format"] = "xyxy"  # (x_min, y_min, x_max, y_max), as catalog.evaluation names it
         info["box_units"] = "pixels of the returned image; padding rows -1"
+        if kind in ("coco", "voc"):  # in the order of an unshuffled one-epoch dataset
+            info.update(files["ids"])
     return ds, info
 
 

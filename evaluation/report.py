@@ -600,7 +600,7 @@ def summary_rows(task: str, metrics: dict) -> list[tuple[str, float]]:
     if task == "detection":
         from catalog.evaluation.detection import COCO_STAT_NAMES
 
-        return [(k, metrics[k]) for k in COCO_STAT_NAMES if k in metrics]
+        return [(k, metrics[k]) for k in (*COCO_STAT_NAMES, "VOC_AP50") if k in metrics]
     return [(k.replace("_", " "), metrics[k]) for k in ("miou", "fwiou", "pixel_accuracy", "mean_accuracy", "mean_dice")
             if k in metrics]
 
@@ -614,9 +614,9 @@ def per_class_table(task: str, metrics: dict, class_names) -> tuple[list[str], l
             header += ["ROC AUC", "AP"]
             cols += [metrics["roc"]["auc"], metrics["pr"]["ap"]]
     elif task == "detection":
-        header, cols = ["class", "AP", "AP50", "ground truth"], [metrics.get("per_class_ap", []),
-                                                                  metrics.get("per_class_ap50", []),
-                                                                  metrics.get("per_class_gt", [])]
+        header, cols = ["class", "AP", "AP50", "VOC AP50", "ground truth"], [
+            metrics.get("per_class_ap", []), metrics.get("per_class_ap50", []),
+            metrics.get("per_class_voc_ap50", []), metrics.get("per_class_gt", [])]
     else:
         header, cols = ["class", "IoU", "Dice"], [metrics["iou"], metrics["dice"]]
     n = len(class_names)

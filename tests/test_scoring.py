@@ -234,3 +234,36 @@ def test_inception_score_and_fid_refuse_random_or_mismatched_networks():
         inception_score_of_images(images[:, :32, :32], fresh)
     with pytest.raises(ValueError, match="at least 75"):  # the size is checked before the file is read
         inception_score_of_images(images[:, :40, :40], weights="inception_v3.weights.h5")
+
+
+def test_detections_of_a_coco_spec_are_scored_and_saved_in_original_pixels_and_ids(tmp_path):
+    from PIL import Image
+
+    from catalog.scoring import _detection_metrics
+
+    (tmp_path / "img").mkdir()
+    written = {10: [(3, [4.0, 6.0, 20.0, 10.0]), (7, [30.0, 2.0, 12.0, 40.0])], 11: [(7, [8.0, 8.0, 40.0, 30.0])]}
+    images, anns = [], []
+    for i, (image_id, boxes) in enumerate(written.items()):
+        Image.fromarray(np.full((48, 64, 3), 100, np.uint8)).save(tmp_path / "img" / f"{i}.jpg")
+        images.append({"id": image_id, "file_name": f"{i}.jpg", "width": 64, "height": 48})
+        anns += [{"id": len(anns) + 1, "image_id": image_id, "category_id": c, "bbox": b, "area": b[2] * b[3],
+                  "iscrowd": 0} for c, b in boxes]
+    path = tmp_path / "instances.json"
+    path.write_text(json.dumps({"images": images, "annotations": anns,
+                                "categories": [{"id": 7, "name": "dog"}, {"id": 3, "name": "cat"}]}))
+    size = (24, 40)  # the model's input: boxes come back scaled by 48/24 and 64/40
+    ds, info = datasets.load(f"coco:{path}:{tmp_path / 'img'}", task="detection", image_size=size, batch_size=2,
+                             shuffle=False)
+    assert info["image_ids"] == [10, 11] and info["category_ids"] == [3, 7]
+    assert info["image_sizes"] == [(48, 64), (48, 64)]
+    _, y = next(iter(ds))
+    per_image = []
+    for boxes, labels in zip(np.asarray(y["boxes"], np.float64), np.asarray(y["labels"])):
+        keep = labels >= 0  # the ground truth itself as the detections: every number is perfect
+        per_image.append((boxes[keep], labels[keep], np.ones(keep.sum()), boxes[keep], labels[keep]))
+    metrics, results, scaled = _detection_metrics(per_image, ["cat", "dog"], info, size, info["count"])
+    assert scaled and metrics["AP"] == pytest.approx(1.0) and metrics["VOC_AP50"] == pytest.approx(1.0)
+    got = sorted((r["image_id"], r["category_id"], *r["bbox"]) for r in results)
+    want = sorted((i, c, *b) for i, boxes in written.items() for c, b in boxes)
+    np.testing.assert_allclose(np.array(got, float), np.array(want, float), atol=1e-3)

@@ -32,7 +32,7 @@ from keras import layers, ops
 from catalog.blocks import boxes as box_ops
 from catalog.blocks.fpn import fpn
 from catalog.models.classifier import load_weights
-from catalog.registry import create_model, get_entry, model_info, register_model
+from catalog.registry import TrainingRecipe, create_model, get_entry, model_info, register_model
 
 LIN2017 = "Lin et al. 2017, Focal Loss for Dense Object Detection, ICCV"
 LEVELS = (3, 4, 5, 6, 7)
@@ -211,6 +211,37 @@ def retinanet_inference(model, image_size=None, score_threshold: float = 0.05, i
     return keras.Model(inputs, detections, name=f"{model.name}_inference")
 
 
+def retinanet_recipe(model, box_loss: str = "smooth_l1", score_threshold: float = 0.05,
+                     iou_threshold: float = 0.5, max_detections: int = 100) -> TrainingRecipe:
+    """How ``catalog.train`` trains a RetinaNet training model: anchor targets (IoU >= 0.5 positive, < 0.4
+    negative, each gt box keeps its best anchor), focal loss (alpha 0.25, gamma 2) and smooth-L1 (beta 1/9)
+    or GIoU box loss, each normalized by the image's positive anchors; evaluated through
+    :func:`retinanet_inference`."""
+    from catalog.training.losses import FocalLoss, GIoULoss, SmoothL1  # losses live with training
+
+    size = tuple(model.input_shape[1:3])
+    if None in size:
+        raise ValueError(f"training RetinaNet needs a fixed input size for its anchors; the model has input "
+                         f"shape {model.input_shape}.")
+    if box_loss not in ("smooth_l1", "giou"):
+        raise ValueError(f"box_loss must be 'smooth_l1' or 'giou'; got {box_loss!r}.")
+    anchors = box_ops.anchors(size, LEVELS)
+    box_target = "giou" if box_loss == "giou" else "deltas"
+
+    def targets(y):
+        labels, box_targets = box_ops.detection_targets(anchors, y["boxes"], y["labels"], box_target=box_target)
+        return {"classes": labels, "boxes": box_targets}
+
+    losses = {"classes": FocalLoss(), "boxes": GIoULoss() if box_loss == "giou" else SmoothL1()}
+
+    def inference(trained):
+        return retinanet_inference(trained, score_threshold=score_threshold, iou_threshold=iou_threshold,
+                                   max_detections=max_detections)
+
+    return TrainingRecipe(task="detection", loss=losses, targets=targets, inference=inference,
+                          num_classes=int(model.output["classes"].shape[-1]))
+
+
 _NOTE = ("torchvision retinanet_resnet50_fpn: 34,014,999 (91 classes, FrozenBatchNorm2d, P6 from P5); this "
          "layout has exactly that with num_classes=91 and freeze_backbone_norm=True; the card counts 80 classes "
          "and trainable backbone BatchNorm")
@@ -218,13 +249,13 @@ register_model(retinanet, name="retinanet", family="retinanet", task="detection"
                input_shape=(512, 512, 3), num_classes=80,
                defaults=dict(backbone="resnet50", name="retinanet"),
                reference_params=TORCHVISION_PARAMS, reference_params_rtol=0.01, reference_params_source=_NOTE,
-               preprocessing="torch", crop_fraction=1.0)
+               preprocessing="torch", crop_fraction=1.0, recipe=retinanet_recipe)
 register_model(retinanet, name="retinanet_resnet50_fpn", family="retinanet", task="detection", paper=LIN2017,
                input_shape=(512, 512, 3), num_classes=80,
                defaults=dict(backbone="resnet50", name="retinanet_resnet50_fpn"),
                reference_params=TORCHVISION_PARAMS, reference_params_rtol=0.01, reference_params_source=_NOTE,
-               preprocessing="torch", crop_fraction=1.0)
+               preprocessing="torch", crop_fraction=1.0, recipe=retinanet_recipe)
 register_model(retinanet, name="retinanet_mobilenet_v2_fpn", family="retinanet", task="detection",
                paper=LIN2017, input_shape=(512, 512, 3), num_classes=80,
                defaults=dict(backbone="mobilenet_v2", name="retinanet_mobilenet_v2_fpn"),
-               preprocessing="tf", crop_fraction=1.0)
+               preprocessing="tf", crop_fraction=1.0, recipe=retinanet_recipe)

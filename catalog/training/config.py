@@ -26,6 +26,8 @@ class TrainConfig:
     model: str | None = None            # a registered name or a .keras file (a keras.Model is passed aside)
     data: str = "shapes"                # a catalog.datasets spec
     model_options: dict = dataclasses.field(default_factory=dict)  # create_model keywords (width, alpha, ...)
+    task: str | None = None             # default: the model's (a registered task model's, else classification)
+    task_options: dict = dataclasses.field(default_factory=dict)  # its training recipe's keywords (box_loss, ...)
     epochs: int = 10
     batch_size: int = 64
     image_size: int | None = None       # default: the model's input (a registered name: its card's)
@@ -53,6 +55,7 @@ class TrainConfig:
     accumulate: int = 1                 # gradient accumulation steps (Caffe's iter_size)
     ema: float | None = None            # EMA decay of the weights (evaluated and saved), e.g. 0.999
     zero_init_residual: bool = False
+    bn_momentum: float | None = None     # every BatchNorm's moving-average momentum (timm's --bn-momentum)
     precision: str = "float32"
     jit: str = "auto"
     distribute: str = "none"
@@ -103,8 +106,16 @@ def validate(config: TrainConfig) -> TrainConfig:
     if isinstance(config.layer_decay, bool) or not (isinstance(config.layer_decay, (int, float))
                                                     and 0 < config.layer_decay <= 1):
         raise ValueError(f"layer_decay must be in (0, 1] (1: one LR for every layer); got {config.layer_decay!r}.")
+    if config.bn_momentum is not None and (isinstance(config.bn_momentum, bool) or not isinstance(
+            config.bn_momentum, (int, float)) or not 0 <= config.bn_momentum < 1):
+        raise ValueError(f"bn_momentum must be in [0, 1), e.g. 0.9 for a short run from scratch, or None (the "
+                         f"model's); got {config.bn_momentum!r}.")
     if config.ema is not None and not 0 < config.ema < 1:
         raise ValueError(f"ema must be a decay in (0, 1), e.g. 0.999, or None; got {config.ema!r}.")
+    if config.task is not None:
+        from catalog.registry import TASKS
+
+        _check_choice("task", config.task, TASKS)
     if not isinstance(config.data, str) or not config.data:
         raise ValueError(f"data must be a dataset spec such as 'shapes' or 'folder:PATH'; got {config.data!r}.")
     return config

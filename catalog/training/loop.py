@@ -303,7 +303,7 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     from catalog.training.optim import base_learning_rate, classification_loss, make_optimizer
     from catalog.training.schedules import make_schedule, scale_lr
 
-    from catalog.registry import get_entry
+    from catalog.registry import get_entry, list_models, recipe_of
     from catalog.scoring import _is_path, load_keras_file
 
     name, entry = _model_facts(config.model if state else model_arg)
@@ -314,6 +314,21 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
         probe = load_keras_file(model_arg)
     elif state is None and name is None:
         get_entry(model_arg)  # the registry's one-sentence error for an unknown name
+    if entry is None and probe is not None:  # a model of a registered task family keeps its recipe
+        from catalog.saving import read_record
+
+        recorded = (read_record(os.path.expanduser(model_arg)) or {}).get("model_name") if probe is not model_arg \
+            else None
+        task_name = recorded or probe.name
+        entry = get_entry(task_name) if task_name in list_models() else None
+        entry = entry if entry is not None and entry.recipe is not None else None
+    task = entry.task if entry is not None and entry.recipe is not None else "classification"
+    if config.task is not None and config.task != task:
+        raise ValueError(f"task {config.task!r} disagrees with the model, a {task} model; drop task or pick a "
+                         f"{config.task} model (`catalog list --task {config.task}`).")
+    if config.task_options and task == "classification":
+        raise ValueError(f"task_options apply to task models (detection, segmentation, ...); the model is a "
+                         f"classifier, got task_options {config.task_options!r}.")
     shape = tuple(probe.input_shape[1:]) if probe is not None else None
     size = config.image_size or (shape[0] if shape and shape[0] else None) or (entry.input_shape[0] if entry else 224)
     channels = (shape[-1] if shape else None) or (entry.input_shape[-1] if entry else 3)
@@ -333,7 +348,7 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     global_batch = config.batch_size * replicas
     start_epoch, start_step = (state["epoch"], state["step"]) if state else (0, 0)
 
-    load = dict(task="classification", image_size=size, batch_size=global_batch, preprocessing=preprocessing,
+    load = dict(task=task, image_size=size, batch_size=global_batch, preprocessing=preprocessing,
                 channels=channels, seed=config.seed)
     _, info = datasets.load(config.data, split=config.train_split, num_images=config.num_images, **load)
     if global_batch > info["count"]:
@@ -362,11 +377,16 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
             model = probe if probe is not None else _build_model(name, config, num_classes, size, channels,
                                                                  config.seed)
             keras.config.set_dtype_policy("float32")
-        outputs = int(model.output.shape[-1]) if not isinstance(model.output, (list, dict)) else None
+            if config.bn_momentum is not None:
+                _set_bn_momentum(model, config.bn_momentum)
+        recipe = recipe_of(model, entry.name, **config.task_options) if task != "classification" else None
+        if recipe is not None:
+            outputs = recipe.num_classes if recipe.num_classes is not None else num_classes
+        else:
+            outputs = int(model.output.shape[-1]) if not isinstance(model.output, (list, dict)) else None
         if outputs != num_classes:
             raise ValueError(f"the model outputs {outputs} classes but {config.data} has {num_classes}; build "
                              f"the model with num_classes={num_classes}.")
-        from_logits = not _ends_in_softmax(model)
         total_steps = config.epochs * steps_per_epoch
         lr = scale_lr(base_learning_rate(config), global_batch * config.accumulate, config.reference_batch,
                       config.lr_scaling)
@@ -375,15 +395,14 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
                                  **config.schedule_options)
         jit = resolve_jit(config.jit, entry.family if entry else None)
         saved_optimizer = model.optimizer if state is not None else None
-        metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-        if config.mixup or config.cutmix:
-            metrics = [keras.metrics.CategoricalAccuracy(name="accuracy")]
-        if num_classes > 5:
-            top5 = (keras.metrics.TopKCategoricalAccuracy if config.mixup or config.cutmix
-                    else keras.metrics.SparseTopKCategoricalAccuracy)
-            metrics.append(top5(k=5, name="top5"))
-        model.compile(optimizer=make_optimizer(config, schedule, model), loss=classification_loss(config, from_logits),
-                      metrics=metrics, jit_compile=jit)
+        if recipe is not None:
+            loss, metrics = recipe.loss, list(recipe.metrics)
+            if recipe.targets is not None:
+                load["targets"] = recipe.targets  # the validation data and the training stream
+        else:
+            loss, metrics = classification_loss(config, not _ends_in_softmax(model)), _accuracy(config, num_classes)
+        model.compile(optimizer=make_optimizer(config, schedule, model), loss=loss, metrics=metrics,
+                      jit_compile=jit)
         if saved_optimizer is not None:
             # A fresh optimizer (its weight-decay exclusions are not part of a saved config) takes the
             # checkpoint's state: iterations, moments, EMA.
@@ -458,10 +477,10 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     if val_split is not None:
         columns = {k: [row.get(k) for row in history] for k in (history[0] if history else {})}
         # a model of several replicas predicts each batch once per replica (predict_on_batch): score the file
-        evaluate_job(model if replicas == 1 else os.path.join(run_dir, "model.keras"), config.data,
+        evaluate_job(model if replicas == 1 else os.path.join(run_dir, "model.keras"), config.data, task=task,
                      out_dir=run_dir, split=val_split, image_size=size,
                      batch_size=config.batch_size, preprocessing=preprocessing, crop_fraction=crop,
-                     seed=config.seed, history=columns, verbose=0,
+                     seed=config.seed, history=columns, verbose=0, notes=recipe.notes if recipe else None,
                      title=f"{name or model.name} trained on {config.data}")
     return TrainResult(run_dir=run_dir, model=model, history=history,
                        config={"config": dataclasses.asdict(config), "resolved": resolved})
@@ -476,6 +495,30 @@ def _deterministic_ops():
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+
+
+def _set_bn_momentum(model, momentum):
+    """Every BatchNormalization layer of ``model`` (nested models too) takes ``momentum``: a 0.99 or 0.999
+    moving average still holds much of its initial (0, 1) after a few hundred steps from scratch, and the
+    trained model then scores far below its training-mode self."""
+    import keras
+
+    for layer in model._flatten_layers(include_self=False):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = float(momentum)
+
+
+def _accuracy(config, num_classes):
+    """A classifier's metrics: accuracy, and top-5 above 5 classes (categorical when labels are mixed)."""
+    import keras
+
+    mixed = config.mixup or config.cutmix
+    metrics = [(keras.metrics.CategoricalAccuracy if mixed else keras.metrics.SparseCategoricalAccuracy)(
+        name="accuracy")]
+    if num_classes > 5:
+        top5 = keras.metrics.TopKCategoricalAccuracy if mixed else keras.metrics.SparseTopKCategoricalAccuracy
+        metrics.append(top5(k=5, name="top5"))
+    return metrics
 
 
 def _ends_in_softmax(model) -> bool:

@@ -9,7 +9,11 @@
 - box regression, :class:`SmoothL1`: ``y_true`` (B, A, 5), the encoded targets (dx, dy, dw, dh) followed by
   the anchor label; ``y_pred`` (B, A, 4) predicted deltas. :class:`GIoULoss`: ``y_true`` (B, A, 5), the gt
   box xyxy followed by the anchor label; ``y_pred`` (B, A, 4) predicted (decoded) xyxy boxes. Both count
-  positive anchors (label >= 0) only.
+  positive anchors (label >= 0) only; with 9 columns (gt box, label, anchor box) ``GIoULoss`` decodes predicted
+  deltas itself.
+- classification with a background column, :class:`HardNegativeCrossEntropy` (SSD): ``y_true`` (B, A) as for
+  ``FocalLoss``; ``y_pred`` (B, A, K + 1) logits, column 0 the background; softmax cross-entropy of the
+  positives and of the hardest negatives, ``neg_pos_ratio`` per positive.
 
 Every loss sums over an image's anchors and divides by that image's number of positive anchors (at least
 1), then the usual Keras reduction averages over images: torchvision's RetinaNet normalization.
@@ -20,7 +24,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from catalog.blocks.boxes import IGNORE, giou
+from catalog.blocks.boxes import IGNORE, decode, giou
 
 
 def _per_image(values, labels, mask):
@@ -105,12 +109,66 @@ class SmoothL1(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="catalog")
 class GIoULoss(keras.losses.Loss):
-    """1 - GIoU (Rezatofighi et al. 2019) between predicted and gt xyxy boxes of positive anchors."""
+    """1 - GIoU (Rezatofighi et al. 2019) between predicted and gt xyxy boxes of positive anchors.
 
-    def __init__(self, name: str = "giou_loss", **kwargs):
+    ``y_pred`` holds decoded xyxy boxes, or, when ``y_true`` has 9 columns (gt box, label, anchor box: the
+    targets of ``detection_targets(..., box_target="giou")``), deltas decoded here against those anchors with
+    ``variances``, so a dense detector trains its delta output with GIoU.
+    """
+
+    def __init__(self, variances=(1.0, 1.0, 1.0, 1.0), name: str = "giou_loss", **kwargs):
         super().__init__(name=name, **kwargs)
+        self.variances = tuple(float(v) for v in variances)
 
     def call(self, y_true, y_pred):
         labels = y_true[..., 4]
+        if y_true.shape[-1] == 9:
+            y_pred = decode(y_pred, y_true[..., 5:], self.variances)
         loss = 1.0 - giou(y_pred, y_true[..., :4], aligned=True)
         return _per_image(loss, labels, labels >= 0)
+
+    def get_config(self):
+        return {**super().get_config(), "variances": list(self.variances)}
+
+
+@keras.saving.register_keras_serializable(package="catalog")
+class HardNegativeCrossEntropy(keras.losses.Loss):
+    """Softmax cross-entropy with hard-negative mining (Liu et al. 2016, SSD, Sec. 2.2 "Hard negative mining").
+
+    ``y_true`` (B, A) (or (B, A, 1)) anchor labels as the module docstring says; ``y_pred`` (B, A, K + 1)
+    logits whose column 0 is the background: a positive anchor's target is column label + 1, a background
+    one's column 0, an ignored one (``IGNORE``) counts nowhere. Per image, every positive is kept, and of the
+    negatives the ``max(neg_pos_ratio * positives, min_negatives)`` with the highest cross-entropy (the TF
+    object-detection API's ``max_negatives_per_positive`` and ``min_negatives_per_image``; so an image
+    without positives still learns from its ``min_negatives`` hardest negatives); the sum is divided by the
+    image's positives (at least 1). The selection ranks each negative's loss by a double argsort, fixed
+    shapes only (XLA, TensorFlow and JAX); it carries no gradient, the kept losses do.
+    """
+
+    def __init__(self, neg_pos_ratio: float = 3.0, min_negatives: int = 3, name: str = "hard_negative_ce",
+                 **kwargs):
+        super().__init__(name=name, **kwargs)
+        if float(neg_pos_ratio) < 0:
+            raise ValueError(f"neg_pos_ratio must be >= 0; got {neg_pos_ratio!r}.")
+        if isinstance(min_negatives, bool) or not isinstance(min_negatives, int) or min_negatives < 0:
+            raise ValueError(f"min_negatives must be an integer >= 0; got {min_negatives!r}.")
+        self.neg_pos_ratio = float(neg_pos_ratio)
+        self.min_negatives = min_negatives
+
+    def call(self, y_true, y_pred):
+        labels = ops.cast(_labels(y_true, y_pred), "int32")
+        positive = labels >= 0
+        negative = (labels < 0) & (labels != IGNORE)
+        target = ops.where(positive, labels + 1, 0)
+        log_probs = ops.log_softmax(y_pred, axis=-1)
+        ce = -ops.squeeze(ops.take_along_axis(log_probs, ops.expand_dims(target, -1), axis=-1), -1)  # (B, A)
+        positives = ops.sum(ops.cast(positive, ce.dtype), axis=-1, keepdims=True)
+        budget = ops.maximum(ops.floor(self.neg_pos_ratio * positives), float(self.min_negatives))
+        negative_ce = ops.where(negative, ops.stop_gradient(ce), -1.0)  # ce >= 0: non-negatives rank last
+        rank = ops.argsort(ops.argsort(-negative_ce, axis=-1), axis=-1)  # 0 = hardest negative
+        hard = negative & (ops.cast(rank, ce.dtype) < budget)
+        total = ops.sum(ops.where(positive | hard, ce, 0.0), axis=-1)
+        return total / ops.maximum(ops.squeeze(positives, -1), 1.0)
+
+    def get_config(self):
+        return {**super().get_config(), "neg_pos_ratio": self.neg_pos_ratio, "min_negatives": self.min_negatives}

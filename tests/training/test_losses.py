@@ -121,3 +121,24 @@ def test_losses_serialize_and_train_a_tiny_detector_head():
     history = model.fit(x, y, epochs=3, batch_size=2, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))
     assert history.history["loss"][-1] < history.history["loss"][0]
+
+
+@pytest.mark.jax
+def test_giou_on_deltas_equals_giou_on_the_boxes_they_decode_to():
+    anchors = np.array([[0, 0, 10, 10], [10, 10, 30, 30], [40, 40, 50, 60]], np.float32)
+    gt = np.array([[[1, 1, 11, 12], [12, 8, 28, 33], [0, 0, 0, 0]]], np.float32)
+    gt_labels = np.array([[2, 0, -1]])
+    labels, targets = B.detection_targets(anchors, gt, gt_labels, box_target="giou", positive_iou=0.5,
+                                              negative_iou=0.4)
+    targets = np.asarray(targets)
+    assert targets.shape == (1, 3, 9)
+    np.testing.assert_array_equal(targets[0, :, 5:], anchors)  # each row carries its anchor
+    deltas = np.array([[[0.1, -0.2, 0.05, 0.3], [0.0, 0.1, -0.1, 0.2], [1.0, 1.0, 1.0, 1.0]]], np.float32)
+    on_deltas = float(GIoULoss()(targets, deltas))
+    decoded = B.decode(deltas, anchors)
+    on_boxes = float(GIoULoss()(targets[..., :5], decoded))
+    assert on_deltas == pytest.approx(on_boxes, rel=1e-6)
+    positives = np.asarray(labels)[0] >= 0
+    expected = np.sum(1 - np.diagonal(np.asarray(B.giou(np.asarray(decoded)[0], targets[0, :, :4]))) * 1.0,
+                      where=positives) / positives.sum()
+    assert on_deltas == pytest.approx(expected, rel=1e-5)

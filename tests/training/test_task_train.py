@@ -1,0 +1,110 @@
+"""catalog.train on task models: a registered detector trains through its training recipe (anchor targets
+in the data pipeline, its own losses) and its run ends in a COCO-scored report; settings that do not fit
+the model fail in one sentence."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import catalog
+from catalog import datasets
+from catalog.blocks import boxes as box_ops
+from catalog.registry import recipe_of
+
+TINY_DETECTOR = {"fpn_channels": 16, "backbone_options": {"alpha": 0.35}}
+DETECTOR_KW = dict(data="shapes", image_size=64, num_images=32, batch_size=8, verbose=0,
+                   model_options=TINY_DETECTOR, optimizer="adam", lr=1e-3, clipnorm=10.0, bn_momentum=0.9)
+
+
+def cli(*args, timeout=600):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "catalog", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+def test_cli_trains_a_detector_into_a_coco_report_and_evaluates_its_model_file(tmp_path):
+    run = tmp_path / "det"
+    result = cli("train", "retinanet_mobilenet_v2_fpn", "--task", "detection", "--data", "shapes",
+                 "--image-size", "64", "--num-images", "32", "--batch-size", "8", "--epochs", "2",
+                 "--model-options", json.dumps(TINY_DETECTOR), "--optimizer", "adam", "--lr", "0.001",
+                 "--bn-momentum", "0.9", "--verbose", "0", "--out", str(run))
+    assert result.returncode == 0, result.stderr[-2000:]
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert {"loss", "classes_loss", "boxes_loss", "val_classes_loss", "val_boxes_loss"} <= set(rows[0])
+    report = json.loads((run / "report.json").read_text())
+    assert report["task"] == "detection"
+    assert {"AP", "AP50", "AP75", "AR100", "per_class_ap"} <= set(report["metrics"])
+    assert 0.0 <= report["metrics"]["AP50"] <= 1.0
+    assert report["history"]["classes_loss"] == pytest.approx([float(r["classes_loss"]) for r in rows])
+    config = json.loads((run / "config.json").read_text())
+    assert config["resolved"]["num_classes"] == 5 and config["config"]["bn_momentum"] == 0.9
+    # the saved training model is scored through its recipe's inference model (decode + NMS appended)
+    again = cli("evaluate", "--model", str(run / "model.keras"), "--task", "detection", "--data", "shapes",
+                "--out", str(tmp_path / "eval"), "--quiet", "--save-detections", str(tmp_path / "dets.json"))
+    assert again.returncode == 0, again.stderr[-2000:]
+    same = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert same["metrics"]["AP50"] == pytest.approx(report["metrics"]["AP50"], abs=1e-9)
+    assert 0.0 <= same["metrics"]["VOC_AP50"] <= 1.0 and len(same["metrics"]["per_class_voc_ap50"]) == 5
+    detections = json.loads((tmp_path / "dets.json").read_text())
+    assert detections and set(detections[0]) == {"image_id", "category_id", "bbox", "score"}
+    assert {d["category_id"] for d in detections} <= {1, 2, 3, 4, 5}
+    assert all(len(d["bbox"]) == 4 and d["bbox"][2] >= 0 and d["bbox"][3] >= 0 for d in detections)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(task="segmentation"), "task 'segmentation' disagrees with the model, a detection model"),
+    (dict(task_options={"box_los": "giou"}), "task_options box_los are not options of retinanet_mobilenet_v2_fpn"),
+    (dict(num_classes=3), "num_classes 3 disagrees with shapes, which has 5 classes"),
+    (dict(bn_momentum=1.5), r"bn_momentum must be in \[0, 1\)"),
+    (dict(mixup=0.2), "mixup/cutmix apply to task 'classification' only"),
+])
+def test_settings_that_do_not_fit_a_detector_fail_in_one_sentence(settings, message, tmp_path):
+    with pytest.raises(ValueError, match=message):
+        catalog.train("retinanet_mobilenet_v2_fpn", **{**DETECTOR_KW, **settings}, epochs=1,
+                      out_dir=str(tmp_path / "bad"))
+    assert not (tmp_path / "bad" / "history.csv").exists()
+
+
+def test_a_classifier_rejects_task_options(tmp_path):
+    with pytest.raises(ValueError, match="task_options apply to task models"):
+        catalog.train("resnet20", data="shapes", num_images=64, batch_size=32, epochs=1, verbose=0,
+                      task_options={"box_loss": "giou"}, out_dir=str(tmp_path / "c"))
+
+
+def test_giou_box_loss_trains_the_delta_output(tmp_path):
+    result = catalog.train("retinanet_mobilenet_v2_fpn", **DETECTOR_KW, epochs=1, val_split="none",
+                           task_options={"box_loss": "giou"}, out_dir=str(tmp_path / "giou"))
+    loss = result.history[-1]["boxes_loss"]
+    assert 0.0 < loss < 2.0  # 1 - GIoU of positive anchors lies in [0, 2]
+
+
+def test_pipeline_targets_equal_the_recipe_applied_to_the_padded_boxes():
+    model = catalog.create_model("retinanet_mobilenet_v2_fpn", num_classes=5, input_shape=(64, 64, 3),
+                                 **TINY_DETECTOR)
+    recipe = recipe_of(model)
+    assert recipe.task == "detection" and recipe.num_classes == 5
+    load = dict(split="val", task="detection", image_size=64, batch_size=4, num_images=8, shuffle=False)
+    (_, raw), = datasets.load("shapes", **load)[0].take(1)
+    (_, mapped), = datasets.load("shapes", targets=recipe.targets, **load)[0].take(1)
+    labels, box_targets = box_ops.detection_targets(box_ops.anchors((64, 64)), raw["boxes"], raw["labels"])
+    np.testing.assert_array_equal(np.asarray(mapped["classes"]), np.asarray(labels))
+    np.testing.assert_allclose(np.asarray(mapped["boxes"]), np.asarray(box_targets), rtol=1e-6, atol=1e-6)
+    assert (np.asarray(labels) >= 0).any()  # every image holds shapes: some anchors are positive
+
+
+@pytest.mark.jax
+def test_targets_run_through_numpy_on_jax_and_a_detector_trains_there(tmp_path):
+    result = catalog.train("retinanet_mobilenet_v2_fpn", **DETECTOR_KW, epochs=1,
+                           out_dir=str(tmp_path / "jax"))
+    assert keras.backend.backend() in ("jax", "tensorflow")
+    row = result.history[-1]
+    assert np.isfinite(row["classes_loss"]) and np.isfinite(row["boxes_loss"])
+    assert json.loads((tmp_path / "jax" / "report.json").read_text())["task"] == "detection"
