@@ -299,16 +299,18 @@ def _augment_fn(task, image_size, jitter=True):
         return {**e, "image": T.color_jitter(image, s[2]) if jitter else image}
 
     def detect(e, seed):
-        s = T._split(seed, 3)
-        image, boxes, labels = T.random_crop(e["image"], s[0], e["boxes"], e["box_labels"])
+        s = T._split(seed, 4)
+        image, boxes = T.random_expand(e["image"], s[3], boxes=e["boxes"])
+        image, boxes, labels = T.random_crop(image, s[0], boxes, e["box_labels"])
         image, boxes = T.random_flip(image, s[1], boxes=boxes)
         image, boxes = T.resize_with_targets(image, image_size, boxes=boxes)
         image = T.color_jitter(image, s[2]) if jitter else image
         return {"image": image, "boxes": boxes, "box_labels": labels}
 
     def segment(e, seed):
-        s = T._split(seed, 3)
-        image, mask = T.random_crop(e["image"], s[0], mask=e["mask"])
+        s = T._split(seed, 4)
+        image, mask = T.random_expand(e["image"], s[3], mask=e["mask"], fill_mask=ann.IGNORE_LABEL)
+        image, mask = T.random_crop(image, s[0], mask=mask)
         image, mask = T.random_flip(image, s[1], mask=mask)
         image, mask = T.resize_with_targets(image, image_size, mask=mask)
         return {"image": T.color_jitter(image, s[2]) if jitter else image, "mask": mask}
@@ -510,7 +512,9 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         data_dir: TFDS data folder holding prepared datasets (``~`` expanded).
         seed: order, folder split and augmentation seed; the same seed gives the same batches.
         augment: training augmentation (classification: random resized crop, flip, colour jitter;
-            detection/segmentation: random crop, flip and colour jitter that move boxes/masks along).
+            detection/segmentation: scale jitter (a zoom-out to up to 2x on half the images, then a random
+            crop of 0.3-1 of the area), flip and colour jitter, boxes/masks moved along, boxes cut by the
+            crop clipped and dropped below 30% visible; an image left without boxes stays, a negative).
             Without it: resize the short side to size / ``crop_fraction`` and center-crop
             (classification), or resize to ``image_size`` (detection, segmentation).
         preprocessing: a model card's ``preprocessing``: ``torch``, ``tf``, ``caffe``, ``unit`` or ``none``.

@@ -159,6 +159,29 @@ def random_crop(image, seed, boxes=None, labels=None, mask=None, scale=(0.3, 1.0
     return tuple(out)
 
 
+def random_expand(image, seed, boxes=None, mask=None, max_ratio=2.0, probability=0.5, fill_mask=0):
+    """Zoom out (SSD's "expand", the shrinking half of scale jitter): with ``probability``, place the image at a
+    random spot of a canvas ``r`` times its size, r ~ U(1, ``max_ratio``), filled with the image's mean
+    colour (masks: ``fill_mask``, background); boxes move along. Otherwise everything is returned unchanged."""
+    s1, s2, s3 = _split(seed, 3)
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    ratio = tf.where(tf.random.stateless_uniform([], s1) < probability,
+                     tf.random.stateless_uniform([], s2, 1.0, max_ratio), 1.0)
+    height = tf.cast(tf.math.round(ratio * tf.cast(h, tf.float32)), tf.int32)
+    width = tf.cast(tf.math.round(ratio * tf.cast(w, tf.float32)), tf.int32)
+    offset = tf.random.stateless_uniform([2], s3) * tf.cast(tf.stack([height - h, width - w]), tf.float32)
+    top, left = tf.cast(offset[0], tf.int32), tf.cast(offset[1], tf.int32)
+    pad = [[top, height - h - top], [left, width - w - left]]
+    mean = tf.reduce_mean(tf.cast(image, tf.float32), axis=[0, 1])
+    canvas = tf.pad(tf.cast(image, tf.float32) - mean, pad + [[0, 0]]) + mean
+    out = [tf.cast(canvas, image.dtype)]
+    if boxes is not None:
+        out.append(boxes + tf.cast(tf.stack([left, top, left, top]), boxes.dtype))
+    if mask is not None:
+        out.append(tf.pad(mask, pad, constant_values=tf.cast(fill_mask, mask.dtype)))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
 def resize_with_targets(image, size, boxes=None, mask=None):
     """Resize to ``size`` (stretching), scaling pixel boxes and resampling the mask with nearest."""
     h_out, w_out = _size(size)

@@ -355,6 +355,25 @@ def test_crop_and_resize_keep_boxes_on_their_mask():
     assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (40, 5, 100, 15)
 
 
+def test_zoom_out_moves_boxes_and_mask_with_the_image():
+    mask = np.zeros((20, 30), np.uint8)
+    mask[4:10, 6:16] = 2
+    image = np.repeat(mask[..., None] * 100, 3, axis=-1)
+    boxes = tf.constant([[6.0, 4.0, 16.0, 10.0]])
+    expanded = 0
+    for s in range(10):
+        img, b, m = T.random_expand(tf.constant(image), tf.constant([s, 3]), boxes=boxes, mask=tf.constant(mask),
+                                    max_ratio=2.0, fill_mask=255)
+        img, b, m = img.numpy(), b.numpy()[0], m.numpy()
+        assert img.shape[:2] == m.shape and 20 <= m.shape[0] <= 40 and 30 <= m.shape[1] <= 60
+        ys, xs = np.nonzero(m == 2)
+        np.testing.assert_allclose(b, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+        np.testing.assert_array_equal(img[..., 0] == 200, m == 2)  # the shape's pixels moved with its mask
+        expanded += m.shape != mask.shape
+        assert np.all(m[m != 2] != 1) and (m.shape == mask.shape or (m == 255).any())
+    assert 0 < expanded < 10  # half the images on average
+
+
 def test_augmented_pipelines_are_deterministic_and_consistent():
     kw = dict(task="detection", image_size=48, batch_size=8, num_images=16, augment=True, max_boxes=5,
               preprocessing="none")
@@ -368,7 +387,7 @@ def test_augmented_pipelines_are_deterministic_and_consistent():
     assert np.all(boxes[real][:, 2] > boxes[real][:, 0]) and np.all(boxes[real] <= 48 + 1e-4)
     seg, _ = datasets.load("shapes", task="segmentation", image_size=48, batch_size=4, num_images=4, augment=True)
     x, m = next(iter(seg))
-    assert m.shape == (4, 48, 48) and set(np.unique(m.numpy())) <= set(range(6))
+    assert m.shape == (4, 48, 48) and set(np.unique(m.numpy())) <= set(range(6)) | {255}  # 255: zoomed-out border
 
 
 def test_mixup_and_cutmix_labels_follow_the_pixels():
