@@ -33,7 +33,8 @@ class TrainConfig:
     image_size: int | None = None       # default: the model's input (a registered name: its card's)
     num_classes: int | None = None      # default: the data's
     train_split: str = "train"
-    val_split: str | None = None        # default: catalog.datasets.evaluation_split(data); "none" skips it
+    val_split: str | None = None        # default: catalog.datasets.evaluation_split(val_data); "none" skips it
+    val_data: str | None = None         # a spec to validate and report on (default: data), e.g. a coco: val file
     preprocessing: str | None = None    # default: the card's, else "unit"
     augment: bool = True
     mixup: float = 0.0

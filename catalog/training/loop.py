@@ -362,8 +362,14 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     if start_epoch >= config.epochs:
         raise ValueError(f"the run in {config.out} already finished its {start_epoch} epochs; pass a larger "
                          f"epochs to continue it.")
-    val_split = config.val_split or datasets.evaluation_split(config.data)
+    val_data = config.val_data or config.data
+    val_split = config.val_split or datasets.evaluation_split(val_data)
     val_split = None if val_split == "none" else val_split
+    report_notes = []
+    if val_split is not None and val_data == config.data and (
+            val_split in (config.train_split, "all") or config.data.startswith("coco:")):  # coco: one file
+        report_notes.append(f"the validation and the report score images the model trained on ({config.data}, "
+                            f"split {val_split!r}); pass val_data, a spec of held-out images.")
     run_dir = context.worker_dir or config.out or os.path.join(
         "runs", f"{name or 'model'}-{datetime.datetime.now().strftime('%Y%m%d-%H%M%S')}")
     config = dataclasses.replace(config, out=run_dir)
@@ -433,7 +439,7 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
         # JAX's DataParallel splits every batch over the devices: validation batches must all be whole
         # (the final report still scores every image, from the saved model)
         whole = config.distribute == "data-parallel"
-        val_ds, _ = datasets.load(config.data, split=val_split, shuffle=False, drop_remainder=whole,
+        val_ds, _ = datasets.load(val_data, split=val_split, shuffle=False, drop_remainder=whole,
                                   **{**load, "batch_size": global_batch if whole else config.batch_size,
                                      "crop_fraction": crop})
     verbose = config.verbose if config.verbose is not None else (1 if sys.stdout.isatty() else 2)
@@ -444,6 +450,8 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
               f"{config.lr_scaling} from batch {config.reference_batch}), precision {resolved['precision']}, "
               f"XLA {'on' if resolved['jit'] else 'off'}; run directory {run_dir}"
               + (f"; resuming at epoch {start_epoch + 1}, step {start_step}" if state else ""), flush=True)
+        for note in report_notes:
+            print(f"note: {note}", flush=True)
     stream = dict(split=config.train_split, augment=config.augment, mixup=config.mixup, cutmix=config.cutmix,
                   drop_remainder=True, num_images=config.num_images, **load)
     if start_step:  # finish the interrupted epoch, then the rest
@@ -477,10 +485,11 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     if val_split is not None:
         columns = {k: [row.get(k) for row in history] for k in (history[0] if history else {})}
         # a model of several replicas predicts each batch once per replica (predict_on_batch): score the file
-        evaluate_job(model if replicas == 1 else os.path.join(run_dir, "model.keras"), config.data, task=task,
+        evaluate_job(model if replicas == 1 else os.path.join(run_dir, "model.keras"), val_data, task=task,
                      out_dir=run_dir, split=val_split, image_size=size,
                      batch_size=config.batch_size, preprocessing=preprocessing, crop_fraction=crop,
-                     seed=config.seed, history=columns, verbose=0, notes=recipe.notes if recipe else None,
+                     seed=config.seed, history=columns, verbose=0,
+                     notes=report_notes + (recipe.notes if recipe else []),
                      title=f"{name or model.name} trained on {config.data}")
     return TrainResult(run_dir=run_dir, model=model, history=history,
                        config={"config": dataclasses.asdict(config), "resolved": resolved})

@@ -126,3 +126,35 @@ def test_targets_run_through_numpy_on_jax_and_a_detector_trains_there(tmp_path):
     row = result.history[-1]
     assert np.isfinite(row["classes_loss"]) and np.isfinite(row["boxes_loss"])
     assert json.loads((tmp_path / "jax" / "report.json").read_text())["task"] == "detection"
+
+
+def _coco_from_shapes(root, count, seed):
+    from PIL import Image
+
+    from catalog.datasets.shapes import make_shapes
+
+    data = make_shapes(count, 64, seed=seed, max_objects=3)
+    (root / "img").mkdir(parents=True)
+    images, anns = [], []
+    for i, (image, boxes, labels) in enumerate(zip(data["images"], data["boxes"], data["box_labels"])):
+        Image.fromarray(image).save(root / "img" / f"{i}.png")
+        images.append({"id": 100 + i, "file_name": f"{i}.png", "width": 64, "height": 64})
+        anns += [{"id": len(anns) + 1, "image_id": 100 + i, "category_id": int(c) + 1, "iscrowd": 0,
+                  "bbox": [float(x0), float(y0), float(x1 - x0), float(y1 - y0)],
+                  "area": float((x1 - x0) * (y1 - y0))} for (x0, y0, x1, y1), c in zip(boxes, labels)]
+    categories = [{"id": k + 1, "name": name} for k, name in enumerate(data["class_names"])]
+    (root / "ann.json").write_text(json.dumps({"images": images, "annotations": anns, "categories": categories}))
+    return f"coco:{root / 'ann.json'}:{root / 'img'}"
+
+
+def test_a_detector_trains_on_coco_files_and_reports_on_the_held_out_file(tmp_path):
+    train_spec, val_spec = _coco_from_shapes(tmp_path / "train", 32, 0), _coco_from_shapes(tmp_path / "val", 8, 1)
+    kw = {**DETECTOR_KW, "data": train_spec, "epochs": 1}
+    run = catalog.train("retinanet_mobilenet_v2_fpn", **kw, val_data=val_spec, out_dir=str(tmp_path / "held"))
+    report = json.loads((tmp_path / "held" / "report.json").read_text())
+    assert report["dataset"]["spec"] == val_spec and report["dataset"]["examples"] == 8
+    assert not any("trained on" in n for n in report["settings"]["notes"])
+    assert np.isfinite(run.history[-1]["val_loss"])
+    catalog.train("retinanet_mobilenet_v2_fpn", **kw, out_dir=str(tmp_path / "same"))  # one annotation file
+    report = json.loads((tmp_path / "same" / "report.json").read_text())
+    assert any("score images the model trained on" in n for n in report["settings"]["notes"])
