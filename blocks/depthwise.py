@@ -36,14 +36,18 @@ def separable(x, filters: int, strides=1, *, kernel_size: int = 3, activation: s
 
 def _inverted(x, filters: int, expanded: int, kernel_size: int, strides, activation: str,
               se_channels: int | None, se_activation: str, se_gate: str, drop_rate: float,
-              padding: str, name: str):
+              padding: str, name: str, dilation: int = 1):
     """Expansion (skipped when ``expanded`` equals the input channels) -> depthwise -> SE -> projection."""
     channels = int(x.shape[-1])
     y = x
     if expanded != channels:
         y = conv_bn_act(y, expanded, 1, activation=activation, name=f"{name}_expand")
+    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation <= 0:
+        raise ValueError(f"dilation must be a positive integer; got {dilation!r}.")
+    if dilation > 1 and strides not in (1, (1, 1)):
+        raise ValueError(f"dilation > 1 needs strides 1 (a dilated stage replaces its stride); got {strides!r}.")
     y = conv_bn_act(y, 0, kernel_size, strides, depthwise=True, activation=activation, padding=padding,
-                    name=f"{name}_dw")
+                    dilation=dilation, name=f"{name}_dw")
     if se_channels:
         y = se(y, reduced_channels=se_channels, activation=se_activation, gate=se_gate, name=f"{name}_se")
     y = conv_bn_act(y, filters, 1, activation=None, name=f"{name}_project")
@@ -59,7 +63,7 @@ def _check(value, argument: str, accepted: str, ok: bool):
 
 
 def inverted_residual(x, filters: int, expansion: float = 6, strides=1, *, kernel_size: int = 3,
-                      activation: str = "relu6", padding: str = "same", name: str):
+                      activation: str = "relu6", padding: str = "same", dilation: int = 1, name: str):
     """MobileNetV2 inverted residual with linear bottleneck (Sandler et al. 2018, CVPR).
 
     1x1 expansion to t*C_in (omitted for t=1) -> BN -> ReLU6 -> depthwise kxk -> BN -> ReLU6 ->
@@ -74,16 +78,17 @@ def inverted_residual(x, filters: int, expansion: float = 6, strides=1, *, kerne
         kernel_size: depthwise kernel size.
         activation: activation of the expansion and depthwise convs.
         padding: "same" or "symmetric".
+        dilation: dilation of the depthwise conv (strides 1 only; DeepLab's dilated stages).
         name: layer name prefix.
     """
     _check(expansion, "expansion", "a number >= 1", expansion >= 1)
     expanded = int(round(int(x.shape[-1]) * expansion))
     return _inverted(x, filters, expanded, kernel_size, strides, activation, None, "relu", "sigmoid", 0.0,
-                     padding, name)
+                     padding, name, dilation)
 
 
 def bneck(x, filters: int, expanded: int, kernel_size: int = 3, strides=1, *, use_se: bool = False,
-          activation: str = "relu", padding: str = "same", name: str):
+          activation: str = "relu", padding: str = "same", dilation: int = 1, name: str):
     """MobileNetV3 bneck (Howard et al. 2019, Searching for MobileNetV3, ICCV).
 
     1x1 expansion to ``expanded`` (omitted when it equals C_in) -> BN -> act -> depthwise kxk -> BN ->
@@ -99,12 +104,13 @@ def bneck(x, filters: int, expanded: int, kernel_size: int = 3, strides=1, *, us
         use_se: insert squeeze-and-excitation after the depthwise conv.
         activation: "relu" or "hard_swish".
         padding: "same" or "symmetric".
+        dilation: dilation of the depthwise conv (strides 1 only; torchvision's ``dilated=True``).
         name: layer name prefix.
     """
     _check(activation, "activation", "'relu' or 'hard_swish'", activation in ("relu", "hard_swish"))
     se_channels = make_divisible(expanded / 4) if use_se else None
     return _inverted(x, filters, expanded, kernel_size, strides, activation, se_channels, "relu",
-                     "hard_sigmoid", 0.0, padding, name)
+                     "hard_sigmoid", 0.0, padding, name, dilation)
 
 
 def mbconv(x, filters: int, expansion: int = 6, kernel_size: int = 3, strides=1, *, se_ratio: float = 0.25,

@@ -47,11 +47,16 @@ def _branch_end(x, *, attention, drop_path_rate: float, name: str):
     return drop_path(x, drop_path_rate, name=f"{name}_drop_path")
 
 
-def _check(filters, stride):
+def _check(filters, stride, dilation=1):
     if isinstance(filters, bool) or not isinstance(filters, int) or filters <= 0:
         raise ValueError(f"filters must be a positive integer; got {filters!r}.")
     if stride not in (1, 2):
         raise ValueError(f"stride must be 1 or 2; got {stride!r}.")
+    if isinstance(dilation, bool) or not isinstance(dilation, int) or dilation <= 0:
+        raise ValueError(f"dilation must be a positive integer; got {dilation!r}.")
+    if dilation > 1 and stride > 1:
+        raise ValueError(f"dilation > 1 needs stride 1 (a dilated stage replaces its stride); got stride "
+                         f"{stride} with dilation {dilation}.")
 
 
 def _shortcut(x, out_channels: int, stride: int, kind: str, name: str, bias: bool = False, norm: bool = True):
@@ -82,8 +87,9 @@ def _shortcut(x, out_channels: int, stride: int, kind: str, name: str, bias: boo
     return x
 
 
-def basic(x, filters: int, stride: int = 1, *, shortcut: str = "projection", drop_path_rate: float = 0.0,
-          attention: Callable | None = None, zero_init_residual: bool = False, name: str):
+def basic(x, filters: int, stride: int = 1, *, dilation: int = 1, shortcut: str = "projection",
+          drop_path_rate: float = 0.0, attention: Callable | None = None, zero_init_residual: bool = False,
+          name: str):
     """Basic block of ResNet-18/34 (He et al. 2016): 3x3(stride)-BN-ReLU, 3x3-BN, + shortcut, ReLU.
 
     Parameters: 9*Cin*F + 9*F*F + 4F, plus Cin*F + 2F for a projection shortcut.
@@ -92,23 +98,25 @@ def basic(x, filters: int, stride: int = 1, *, shortcut: str = "projection", dro
         x: input tensor (NHWC).
         filters: output channels F.
         stride: 1 or 2 (on the first 3x3).
+        dilation: dilation of both 3x3 convs (stride 1 only; DeepLab's dilated stages).
         shortcut: "projection" (option B: 1x1 conv + BN when the shape changes) or "zero_pad" (option A).
         drop_path_rate: stochastic-depth rate of the residual branch.
         attention: ``fn(x, name=...)`` applied to the residual branch before the addition, or None.
         zero_init_residual: start ``conv2_bn``'s gamma at 0 (the block starts as the identity).
         name: layer name prefix.
     """
-    _check(filters, stride)
+    _check(filters, stride, dilation)
     sc = _shortcut(x, filters, stride, shortcut, name)
-    y = conv_bn_act(x, filters, 3, stride, padding=_pad(stride), name=f"{name}_conv1")
-    y = conv_bn_act(y, filters, 3, activation=None, zero_init=zero_init_residual, name=f"{name}_conv2")
+    y = conv_bn_act(x, filters, 3, stride, padding=_pad(stride), dilation=dilation, name=f"{name}_conv1")
+    y = conv_bn_act(y, filters, 3, activation=None, dilation=dilation, zero_init=zero_init_residual,
+                    name=f"{name}_conv2")
     y = _branch_end(y, attention=attention, drop_path_rate=drop_path_rate, name=name)
     y = layers.Add(name=f"{name}_add")([sc, y])
     return act(y, "relu", name=f"{name}_out")
 
 
 def bottleneck(x, filters: int, stride: int = 1, *, groups: int = 1, base_width: int = 64,
-               expansion: int = 4, stride_on_1x1: bool = False, shortcut: str = "projection",
+               expansion: int = 4, stride_on_1x1: bool = False, dilation: int = 1, shortcut: str = "projection",
                drop_path_rate: float = 0.0, attention: Callable | None = None, zero_init_residual: bool = False,
                name: str):
     """Bottleneck block: 1x1-BN-ReLU, 3x3(groups)-BN-ReLU, 1x1(expansion*F)-BN, + shortcut, ReLU.
@@ -127,13 +135,15 @@ def bottleneck(x, filters: int, stride: int = 1, *, groups: int = 1, base_width:
         base_width: width per group at F = 64.
         expansion: output channels over F.
         stride_on_1x1: stride on the first 1x1 (original paper) instead of the 3x3 (v1.5).
+        dilation: dilation of the 3x3 (stride 1 only; DeepLab's dilated stages, torchvision's
+            ``replace_stride_with_dilation``).
         shortcut: "projection" or "zero_pad" (see :func:`basic`).
         drop_path_rate: stochastic-depth rate of the residual branch.
         attention: ``fn(x, name=...)`` applied to the residual branch before the addition, or None.
         zero_init_residual: start ``conv3_bn``'s gamma at 0 (the block starts as the identity).
         name: layer name prefix.
     """
-    _check(filters, stride)
+    _check(filters, stride, dilation)
     for arg, value in (("groups", groups), ("base_width", base_width), ("expansion", expansion)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{arg} must be a positive integer; got {value!r}.")
@@ -145,7 +155,7 @@ def bottleneck(x, filters: int, stride: int = 1, *, groups: int = 1, base_width:
     sc = _shortcut(x, out, stride, shortcut, name)
     s1, s3 = (stride, 1) if stride_on_1x1 else (1, stride)
     y = conv_bn_act(x, width, 1, s1, name=f"{name}_conv1")
-    y = conv_bn_act(y, width, 3, s3, groups=groups, padding=_pad(s3), name=f"{name}_conv2")
+    y = conv_bn_act(y, width, 3, s3, groups=groups, padding=_pad(s3), dilation=dilation, name=f"{name}_conv2")
     y = conv_bn_act(y, out, 1, activation=None, zero_init=zero_init_residual, name=f"{name}_conv3")
     y = _branch_end(y, attention=attention, drop_path_rate=drop_path_rate, name=name)
     y = layers.Add(name=f"{name}_add")([sc, y])
@@ -210,7 +220,7 @@ def preact_basic(x, filters: int, stride: int = 1, *, use_bias: bool = False, dr
 
 
 def preact_bottleneck(x, filters: int, stride: int = 1, *, expansion: int = 4, use_bias: bool = True,
-                      drop_path_rate: float = 0.0, attention: Callable | None = None,
+                      dilation: int = 1, drop_path_rate: float = 0.0, attention: Callable | None = None,
                       zero_init_residual: bool = False, name: str):
     """Pre-activation bottleneck (He et al. 2016, "Identity Mappings"), keras.applications ResNetV2 layout.
 
@@ -226,12 +236,13 @@ def preact_bottleneck(x, filters: int, stride: int = 1, *, expansion: int = 4, u
         stride: 1 or 2 (on the 3x3, as keras.applications places it).
         expansion: output channels over F.
         use_bias: biases on the convs that no BatchNorm follows.
+        dilation: dilation of the 3x3 (stride 1 only; zero padding grows to the dilation).
         drop_path_rate: stochastic-depth rate of the residual branch.
         attention: ``fn(x, name=...)`` applied to the residual branch before the addition, or None.
         zero_init_residual: start ``conv3_conv``'s kernel at 0 (no BatchNorm follows it).
         name: layer name prefix.
     """
-    _check(filters, stride)
+    _check(filters, stride, dilation)
     out = filters * expansion
     pre = _preact(x, name)
     if int(x.shape[-1]) == out:
@@ -239,7 +250,7 @@ def preact_bottleneck(x, filters: int, stride: int = 1, *, expansion: int = 4, u
     else:
         sc = _shortcut(pre, out, stride, "projection", name, bias=use_bias, norm=False)
     y = conv_bn_act(pre, filters, 1, name=f"{name}_conv1")
-    y = conv_bn_act(y, filters, 3, stride, padding="symmetric", name=f"{name}_conv2")
+    y = conv_bn_act(y, filters, 3, stride, padding="symmetric", dilation=dilation, name=f"{name}_conv2")
     y = conv_bn_act(y, out, 1, norm=False, activation=None, use_bias=use_bias, zero_init=zero_init_residual,
                     name=f"{name}_conv3")
     y = _branch_end(y, attention=attention, drop_path_rate=drop_path_rate, name=name)

@@ -122,6 +122,39 @@ def conv_head(x, num_classes, dropout=0.0, init: str = "torch"):
     return layers.GlobalAveragePooling2D(name="head_pool")(x)
 
 
+OUTPUT_STRIDES = (8, 16, 32)
+
+
+def dilation_plan(strides: Sequence[int], output_stride: int = 32, *, reduction: int = 1,
+                  dilate_strided: bool = False) -> list[tuple[int, int]]:
+    """Per unit, the (stride, dilation) that caps a backbone's output stride at ``output_stride``.
+
+    DeepLab (Chen et al. 2017, "Rethinking Atrous Convolution") and torchvision's
+    ``replace_stride_with_dilation``: once the reduction reached ``output_stride``, a unit's stride s becomes
+    1 and every later unit's 3x3 dilation is multiplied by s (ResNet-50 at 8: stage 3 dilation 2, stage 4
+    dilation 4; at 16: stage 4 dilation 2). The unit that loses its stride keeps the previous dilation
+    (torchvision's ResNet, TF DeepLab's MobileNetV2), or takes the new one with ``dilate_strided=True``
+    (torchvision's MobileNetV3 ``dilated=True``). Parameters never change; 32 gives the strides unchanged.
+
+    Args:
+        strides: the nominal stride of each unit (block), in order.
+        output_stride: 8, 16 or 32.
+        reduction: the reduction before the first unit (a stem's).
+        dilate_strided: the unit that loses its stride is dilated too.
+    """
+    if isinstance(output_stride, bool) or output_stride not in OUTPUT_STRIDES:
+        raise ValueError(f"output_stride must be one of 8, 16 or 32; got {output_stride!r}.")
+    plan, rate = [], 1
+    for stride in strides:
+        if stride > 1 and reduction * stride > output_stride:
+            plan.append((1, rate * stride if dilate_strided else rate))
+            rate *= stride
+        else:
+            reduction *= stride
+            plan.append((stride, rate))
+    return plan
+
+
 def _check_input_shape(input_shape, min_size: int | None, model_name: str, fixed: bool):
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (height, width, channels); got {input_shape!r}.")

@@ -19,7 +19,7 @@ from keras import layers
 
 from catalog.blocks.depthwise import bneck, inverted_residual, separable
 from catalog.blocks.layers import act, conv_bn_act, make_divisible, norm_defaults
-from catalog.models.classifier import build_classifier, dense, fc_conv
+from catalog.models.classifier import build_classifier, dense, dilation_plan, fc_conv
 from catalog.registry import register_model
 
 # v1: per stage (filters, stride) of the separable convs; stages end at reductions 2, 4, 8, 16, 32.
@@ -88,7 +88,8 @@ def mobilenet_v1(alpha: float = 1.0, dropout: float = 1e-3, **kwargs):
     return build_classifier(backbone, head=_conv_head, dropout=dropout, **kwargs)
 
 
-def mobilenet_v2(alpha: float = 1.0, dropout: float = 0.0, padding: str = "same", **kwargs):
+def mobilenet_v2(alpha: float = 1.0, dropout: float = 0.0, padding: str = "same", output_stride: int = 32,
+                 **kwargs):
     """MobileNetV2 (Sandler et al. 2018): inverted residuals with linear bottlenecks, keras.applications layout.
 
     Args:
@@ -98,9 +99,13 @@ def mobilenet_v2(alpha: float = 1.0, dropout: float = 0.0, padding: str = "same"
         padding: of the stride-2 convolutions: "same" (TensorFlow's, more at the bottom/right:
             keras.applications' layout) or "symmetric" (k//2 on every side: torchvision's, which its
             files need).
+        output_stride: 8, 16 or 32: the last strides become dilations of the depthwise convs (TF DeepLab's
+            MobileNetV2; see :func:`catalog.models.classifier.dilation_plan`).
     """
     _check_padding(padding)
     _check_alpha(alpha)
+    plan = iter(dilation_plan([s if b == 0 else 1 for _, _, n, s in V2_ROWS for b in range(n)], output_stride,
+                              reduction=2))
 
     def backbone(x):
         stages = []
@@ -109,9 +114,9 @@ def mobilenet_v2(alpha: float = 1.0, dropout: float = 0.0, padding: str = "same"
             for r, (t, c, n, s) in enumerate(V2_ROWS, start=1):
                 filters = make_divisible(int(c * alpha))
                 for b in range(n):
-                    stride = s if b == 0 else 1
+                    stride, dilation = next(plan)
                     x = inverted_residual(x, filters, t, stride, padding=padding if stride == 2 else "same",
-                                          name=f"stage{r}_block{b + 1}")
+                                          dilation=dilation, name=f"stage{r}_block{b + 1}")
                 if r in (1, 2, 3, 5, 7):  # ends of the reductions 2, 4, 8, 16, 32
                     stages.append(x)
             last = make_divisible(1280 * alpha) if alpha > 1.0 else 1280
@@ -122,7 +127,7 @@ def mobilenet_v2(alpha: float = 1.0, dropout: float = 0.0, padding: str = "same"
 
 
 def mobilenet_v3(config: str = "large", alpha: float = 1.0, dropout: float = 0.2, padding: str = "symmetric",
-                 **kwargs):
+                 output_stride: int = 32, **kwargs):
     """MobileNetV3 (Howard et al. 2019): bneck blocks with SE and hard-swish, torchvision layout.
 
     Args:
@@ -131,12 +136,16 @@ def mobilenet_v3(config: str = "large", alpha: float = 1.0, dropout: float = 0.2
         dropout: dropout between the two head Dense layers.
         padding: of the stride-2 convolutions: "symmetric" (k//2 on every side, torchvision) or "same"
             (TensorFlow's, more at the bottom/right: keras.applications' layout, which its files need).
+        output_stride: 8, 16 or 32: the last strides become dilations of the depthwise convs, the block
+            that loses its stride dilated too (torchvision's ``dilated=True`` is output_stride 16; see
+            :func:`catalog.models.classifier.dilation_plan`).
     """
     if config not in V3_CONFIGS:
         raise ValueError(f"config must be 'large' or 'small'; got {config!r}.")
     _check_padding(padding)
     _check_alpha(alpha)
     rows, last_channels = V3_CONFIGS[config]
+    plan = iter(dilation_plan([row[-1] for row in rows], output_stride, reduction=2, dilate_strided=True))
 
     def width(c):
         return make_divisible(c * alpha)
@@ -145,11 +154,12 @@ def mobilenet_v3(config: str = "large", alpha: float = 1.0, dropout: float = 0.2
         stages = []
         with norm_defaults(epsilon=1e-3, momentum=0.99):
             x = conv_bn_act(x, width(16), 3, 2, activation="hard_swish", padding=padding, name="stem")
-            for i, (k, exp, out, use_se, activation, stride) in enumerate(rows, start=1):
-                if stride == 2:
+            for i, (k, exp, out, use_se, activation, nominal) in enumerate(rows, start=1):
+                stride, dilation = next(plan)
+                if nominal == 2:  # the end of a reduction (strided or dilated)
                     stages.append(x)
                 x = bneck(x, width(out), width(exp), k, stride, use_se=use_se, activation=activation,
-                          padding=padding if stride == 2 else "same", name=f"block{i}")
+                          padding=padding if stride == 2 else "same", dilation=dilation, name=f"block{i}")
             x = conv_bn_act(x, 6 * width(rows[-1][2]), 1, activation="hard_swish", name="head_conv")
             stages.append(x)
         return x, stages

@@ -26,7 +26,7 @@ from keras import layers
 
 from catalog.blocks import residual
 from catalog.blocks.layers import act, batch_norm, conv_bn_act, norm_defaults
-from catalog.models.classifier import build_classifier
+from catalog.models.classifier import build_classifier, dilation_plan
 from catalog.registry import register_model
 
 HE2016 = "He et al. 2016, Deep Residual Learning for Image Recognition, CVPR"
@@ -101,7 +101,8 @@ def _drop_rates(depths, rate):
 
 def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", width: int = 64, groups: int = 1,
            base_width: int = 64, stride_on_1x1: bool = False, drop_path_rate: float = 0.0,
-           attention: Callable | None = None, zero_init_residual: bool = False, **kwargs):
+           attention: Callable | None = None, zero_init_residual: bool = False, output_stride: int = 32,
+           **kwargs):
     """ResNet v1.5 (torchvision layout): 7x7/2 stem, 3x3/2 max pool, four stages, GAP, FC.
 
     Args:
@@ -116,6 +117,8 @@ def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", widt
         zero_init_residual: start every block as the identity: the last BatchNorm gamma of each residual
             branch at 0 (Goyal et al. 2017, torchvision's ``zero_init_residual``); see
             :mod:`catalog.blocks.residual`.
+        output_stride: 8, 16 or 32: the last stages' strides become dilations (torchvision's
+            ``replace_stride_with_dilation``; see :func:`catalog.models.classifier.dilation_plan`).
         **kwargs: :func:`catalog.models.classifier.build_classifier` keywords.
     """
     if block not in ("basic", "bottleneck"):
@@ -132,6 +135,8 @@ def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", widt
                                                stride_on_1x1=stride_on_1x1)
     fn = residual.BLOCKS[block]
     rates = iter(_drop_rates(depths, drop_path_rate))
+    plan = iter(dilation_plan([2 if (j == 0 and i > 0) else 1 for i, d in enumerate(depths) for j in range(d)],
+                              output_stride, reduction=4))
 
     def backbone(x):
         with norm_defaults(epsilon=1e-5):
@@ -141,7 +146,8 @@ def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", widt
             x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
             for i, depth in enumerate(depths):
                 for j in range(depth):
-                    x = fn(x, width * 2 ** i, 2 if (j == 0 and i > 0) else 1, drop_path_rate=next(rates),
+                    stride, dilation = next(plan)
+                    x = fn(x, width * 2 ** i, stride, dilation=dilation, drop_path_rate=next(rates),
                            attention=attention, zero_init_residual=zero_init_residual,
                            name=f"stage{i + 1}_block{j + 1}", **options)
                 stages.append(x)
@@ -151,7 +157,8 @@ def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", widt
 
 
 def resnet_v2(depths: Sequence[int] = (3, 4, 6, 3), width: int = 64, drop_path_rate: float = 0.0,
-              attention: Callable | None = None, zero_init_residual: bool = False, **kwargs):
+              attention: Callable | None = None, zero_init_residual: bool = False, output_stride: int = 32,
+              **kwargs):
     """Pre-activation ResNet v2 in keras.applications' ResNetV2 layout.
 
     7x7/2 stem conv with bias (no BN), 3x3/2 max pool, four stages of pre-activation bottlenecks whose
@@ -165,12 +172,16 @@ def resnet_v2(depths: Sequence[int] = (3, 4, 6, 3), width: int = 64, drop_path_r
         attention: ``fn(x, name=...)`` on every block's residual branch, or None.
         zero_init_residual: start every block as the identity: the last conv kernel of each pre-activation
             branch at 0 (no BatchNorm follows it; timm's ``zero_init_last``); see :mod:`catalog.blocks.residual`.
+        output_stride: 8, 16 or 32: the last strides become dilations (the strided block keeps the previous
+            dilation; see :func:`catalog.models.classifier.dilation_plan`).
         **kwargs: :func:`catalog.models.classifier.build_classifier` keywords.
     """
     _check_depths(depths)
     _positive_int(width, "width")
     _check_common(drop_path_rate, attention, zero_init_residual)
     rates = iter(_drop_rates(depths, drop_path_rate))
+    nominal = [2 if (j == d - 1 and i < len(depths) - 1) else 1 for i, d in enumerate(depths) for j in range(d)]
+    plan = iter(dilation_plan(nominal, output_stride, reduction=4))
 
     def backbone(x):
         with norm_defaults(epsilon=1.001e-5):
@@ -182,11 +193,12 @@ def resnet_v2(depths: Sequence[int] = (3, 4, 6, 3), width: int = 64, drop_path_r
             for i, depth in enumerate(depths):
                 last_stage = i == len(depths) - 1
                 for j in range(depth):
-                    stride = 2 if (j == depth - 1 and not last_stage) else 1
-                    if stride == 2:
+                    stride, dilation = next(plan)
+                    if j == depth - 1 and not last_stage:  # the end of a reduction (strided or dilated)
                         stages.append(x)
-                    x = residual.preact_bottleneck(x, width * 2 ** i, stride, drop_path_rate=next(rates),
-                                                   attention=attention, zero_init_residual=zero_init_residual,
+                    x = residual.preact_bottleneck(x, width * 2 ** i, stride, dilation=dilation,
+                                                   drop_path_rate=next(rates), attention=attention,
+                                                   zero_init_residual=zero_init_residual,
                                                    name=f"stage{i + 1}_block{j + 1}")
             x = act(batch_norm(x, name="post_bn"), "relu", name="post_act")
             stages.append(x)

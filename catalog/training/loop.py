@@ -354,10 +354,14 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     if global_batch > info["count"]:
         raise ValueError(f"batch_size {global_batch} is larger than the {config.train_split!r} split of "
                          f"{config.data} ({info['count']} images); lower batch_size.")
-    num_classes = config.num_classes or info["num_classes"]
-    if config.num_classes and config.num_classes != info["num_classes"]:
+    class_names = list(info["class_names"])
+    if task == "segmentation":  # label maps hold 0 for background and class k as k + 1
+        class_names = ["background", *class_names]
+    if config.num_classes and config.num_classes != len(class_names):
         raise ValueError(f"num_classes {config.num_classes} disagrees with {config.data}, which has "
-                         f"{info['num_classes']} classes; drop num_classes or pick the matching data.")
+                         f"{len(class_names)} classes{' (with background)' if task == 'segmentation' else ''}; "
+                         f"drop num_classes or pick the matching data.")
+    num_classes = len(class_names)
     steps_per_epoch = info["count"] // global_batch
     if start_epoch >= config.epochs:
         raise ValueError(f"the run in {config.out} already finished its {start_epoch} epochs; pass a larger "
@@ -421,7 +425,7 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
 
     resolved = {"global_batch": global_batch, "replicas": replicas, "learning_rate": lr,
                 "steps_per_epoch": steps_per_epoch, "total_steps": total_steps, "image_size": size,
-                "channels": channels, "num_classes": num_classes, "class_names": list(info["class_names"]),
+                "channels": channels, "num_classes": num_classes, "class_names": class_names,
                 "preprocessing": preprocessing, "val_split": val_split, "train_images": info["count"],
                 "precision": model.dtype_policy.name, "jit_requested": config.jit, "jit": bool(model.jit_compile),
                 "device": _device_kind(), "devices": keras.distribution.list_devices(),
@@ -429,7 +433,7 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     write_atomic(os.path.join(run_dir, "config.json"), json.dumps(
         {"config": dataclasses.asdict(config), "resolved": resolved, "versions": _versions()}, indent=2,
         default=str))
-    record = dict(preprocessing=preprocessing, crop_fraction=crop, class_names=list(info["class_names"]),
+    record = dict(preprocessing=preprocessing, crop_fraction=crop, class_names=class_names,
                   model_name=name, trained_by="catalog.train", data=config.data)
     recorder = RunRecorder(run_dir, record, steps_per_epoch, global_batch, config.checkpoint_every,
                            start_epoch, start_step)

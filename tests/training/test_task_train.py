@@ -158,3 +158,16 @@ def test_a_detector_trains_on_coco_files_and_reports_on_the_held_out_file(tmp_pa
     catalog.train("retinanet_mobilenet_v2_fpn", **kw, out_dir=str(tmp_path / "same"))  # one annotation file
     report = json.loads((tmp_path / "same" / "report.json").read_text())
     assert any("score images the model trained on" in n for n in report["settings"]["notes"])
+
+
+def test_a_segmentation_model_trains_with_background_as_class_zero(tmp_path):
+    run = catalog.train("unet", "shapes", image_size=32, num_images=32, batch_size=8, epochs=1, verbose=0,
+                        model_options={"width": 4}, optimizer="adam", lr=1e-3, out_dir=str(tmp_path / "seg"))
+    config = json.loads((tmp_path / "seg" / "config.json").read_text())
+    assert config["resolved"]["num_classes"] == 6 and config["resolved"]["class_names"][0] == "background"
+    assert run.model.output.shape[-1] == 6 and np.isfinite(run.history[-1]["loss"])
+    report = json.loads((tmp_path / "seg" / "report.json").read_text())
+    assert report["task"] == "segmentation" and 0.0 <= report["metrics"]["miou"] <= 1.0
+    with pytest.raises(ValueError, match=r"num_classes 5 disagrees with shapes, which has 6 classes \(with "):
+        catalog.train("unet", "shapes", image_size=32, num_images=32, batch_size=8, epochs=1, verbose=0,
+                      num_classes=5, model_options={"width": 4}, out_dir=str(tmp_path / "bad"))
