@@ -110,13 +110,27 @@ _ACTIVATIONS = {
     "elu": lambda name: layers.Activation("elu", name=name),
 }
 
-ACTIVATIONS = tuple(sorted(_ACTIVATIONS))
+ACTIVATIONS = tuple(sorted((*_ACTIVATIONS, "prelu")))
 
 
 def act(x, kind: str | None, name: str):
-    """Apply the activation ``kind`` (one of ``ACTIVATIONS``, or None for the identity)."""
+    """Apply the activation ``kind``: one of ``ACTIVATIONS``, ``"leaky_relu_<slope>"`` (``"leaky_relu_0.2"``;
+    plain ``"leaky_relu"`` has slope 0.1), or None for the identity.
+
+    ``"prelu"`` is He et al. 2015's channel-wise PReLU: one learned slope per channel, shared over the
+    other axes, initialized to 0.25 (C parameters).
+    """
     if kind is None:
         return x
+    if kind == "prelu":
+        return layers.PReLU(alpha_initializer=keras.initializers.Constant(0.25),
+                            shared_axes=list(range(1, len(x.shape) - 1)) or None, name=name)(x)
+    if isinstance(kind, str) and kind.startswith("leaky_relu_"):
+        try:
+            slope = float(kind[len("leaky_relu_"):])
+        except ValueError:
+            raise ValueError(f"a leaky_relu slope must be a number, as 'leaky_relu_0.2'; got {kind!r}.") from None
+        return layers.LeakyReLU(negative_slope=slope, name=name)(x)
     if kind not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)} or None; got {kind!r}.")
     return _ACTIVATIONS[kind](name)(x)
