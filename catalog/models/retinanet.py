@@ -32,6 +32,7 @@ from keras import layers, ops
 from catalog.blocks import boxes as box_ops
 from catalog.blocks.fpn import fpn
 from catalog.models.classifier import load_weights
+from catalog.models.detection import anchor_recipe, check_training_model, fixed_size, inference_model
 from catalog.registry import TrainingRecipe, create_model, get_entry, model_info, register_model
 
 LIN2017 = "Lin et al. 2017, Focal Loss for Dense Object Detection, ICCV"
@@ -195,20 +196,12 @@ def retinanet_inference(model, image_size=None, score_threshold: float = 0.05, i
         image_size: (height, width) of the input; default the model's fixed input size.
         score_threshold, iou_threshold, max_detections, pre_nms_top_k: as ``NonMaxSuppression``.
     """
-    if not isinstance(model.output, dict) or set(model.output) != {"classes", "boxes"}:
-        raise ValueError("model must be a RetinaNet training model with outputs 'classes' and 'boxes'.")
-    inputs = keras.Input(shape=model.input_shape[1:], name="input")
-    size = tuple(model.input_shape[1:3]) if image_size is None else tuple(image_size)
-    if None in size:
-        raise ValueError(f"image_size must be given for a model of input shape {model.input_shape}; "
-                         f"its anchors need a fixed (height, width).")
-    outputs = model(inputs)
-    boxes = AnchorDecoder(size, name="decode")(outputs["boxes"])
-    scores = layers.Activation("sigmoid", dtype="float32", name="scores")(outputs["classes"])
-    detections = box_ops.NonMaxSuppression(iou_threshold=iou_threshold, score_threshold=score_threshold,
-                                           max_detections=max_detections, pre_nms_top_k=pre_nms_top_k,
-                                           name="nms")(boxes, scores)
-    return keras.Model(inputs, detections, name=f"{model.name}_inference")
+    check_training_model(model, "RetinaNet")
+    size = fixed_size(model, image_size, "RetinaNet")
+    return inference_model(model, AnchorDecoder(size, name="decode"),
+                           layers.Activation("sigmoid", dtype="float32", name="scores"), iou_threshold=iou_threshold,
+                           score_threshold=score_threshold, max_detections=max_detections,
+                           pre_nms_top_k=pre_nms_top_k)
 
 
 def retinanet_recipe(model, box_loss: str = "smooth_l1", score_threshold: float = 0.05,
@@ -219,27 +212,16 @@ def retinanet_recipe(model, box_loss: str = "smooth_l1", score_threshold: float 
     :func:`retinanet_inference`."""
     from catalog.training.losses import FocalLoss, GIoULoss, SmoothL1  # losses live with training
 
-    size = tuple(model.input_shape[1:3])
-    if None in size:
-        raise ValueError(f"training RetinaNet needs a fixed input size for its anchors; the model has input "
-                         f"shape {model.input_shape}.")
     if box_loss not in ("smooth_l1", "giou"):
         raise ValueError(f"box_loss must be 'smooth_l1' or 'giou'; got {box_loss!r}.")
-    anchors = box_ops.anchors(size, LEVELS)
-    box_target = "giou" if box_loss == "giou" else "deltas"
-
-    def targets(y):
-        labels, box_targets = box_ops.detection_targets(anchors, y["boxes"], y["labels"], box_target=box_target)
-        return {"classes": labels, "boxes": box_targets}
-
+    anchors = box_ops.anchors(fixed_size(model, None, "RetinaNet"), LEVELS)
     losses = {"classes": FocalLoss(), "boxes": GIoULoss() if box_loss == "giou" else SmoothL1()}
 
     def inference(trained):
         return retinanet_inference(trained, score_threshold=score_threshold, iou_threshold=iou_threshold,
                                    max_detections=max_detections)
 
-    return TrainingRecipe(task="detection", loss=losses, targets=targets, inference=inference,
-                          num_classes=int(model.output["classes"].shape[-1]))
+    return anchor_recipe(model, anchors, losses, inference, box_target="giou" if box_loss == "giou" else "deltas")
 
 
 _NOTE = ("torchvision retinanet_resnet50_fpn: 34,014,999 (91 classes, FrozenBatchNorm2d, P6 from P5); this "

@@ -39,6 +39,7 @@ from keras import layers, ops
 from catalog.blocks import boxes as box_ops
 from catalog.blocks.layers import conv_bn_act, make_divisible, norm_defaults
 from catalog.models.classifier import load_weights
+from catalog.models.detection import anchor_recipe, check_training_model, fixed_size, inference_model
 from catalog.registry import TrainingRecipe, create_model, get_entry, model_info, register_model
 
 SANDLER2018 = "Sandler et al. 2018, MobileNetV2: Inverted Residuals and Linear Bottlenecks (SSDLite), CVPR"
@@ -238,14 +239,6 @@ def ssdlite(backbone: str = "mobilenet_v2", num_classes: int = 80, input_shape=(
     return model
 
 
-def _fixed_size(model, image_size):
-    size = tuple(model.input_shape[1:3]) if image_size is None else tuple(image_size)
-    if None in size:
-        raise ValueError(f"image_size must be given for a model of input shape {model.input_shape}; "
-                         f"its default boxes need a fixed (height, width).")
-    return size
-
-
 def ssd_inference(model, image_size=None, score_threshold: float = 0.001, iou_threshold: float = 0.55,
                   max_detections: int = 100, pre_nms_top_k: int = 1000):
     """The detection model of an SSDLite training model: softmax (background dropped), decode, class-aware NMS.
@@ -258,17 +251,12 @@ def ssd_inference(model, image_size=None, score_threshold: float = 0.001, iou_th
         image_size: (height, width) of the input; default the model's fixed input size.
         score_threshold, iou_threshold, max_detections, pre_nms_top_k: as ``NonMaxSuppression``.
     """
-    if not isinstance(model.output, dict) or set(model.output) != {"classes", "boxes"}:
-        raise ValueError("model must be an SSDLite training model with outputs 'classes' and 'boxes'.")
-    size = _fixed_size(model, image_size)
-    inputs = keras.Input(shape=model.input_shape[1:], name="input")
-    outputs = model(inputs)
-    boxes = DefaultBoxDecoder(size, ssd_feature_sizes(size), **DEFAULT_BOXES, name="decode")(outputs["boxes"])
-    scores = ForegroundSoftmax(dtype="float32", name="scores")(outputs["classes"])
-    detections = box_ops.NonMaxSuppression(iou_threshold=iou_threshold, score_threshold=score_threshold,
-                                           max_detections=max_detections, pre_nms_top_k=pre_nms_top_k,
-                                           name="nms")(boxes, scores)
-    return keras.Model(inputs, detections, name=f"{model.name}_inference")
+    check_training_model(model, "SSDLite")
+    size = fixed_size(model, image_size, "SSDLite")
+    return inference_model(model, DefaultBoxDecoder(size, ssd_feature_sizes(size), **DEFAULT_BOXES, name="decode"),
+                           ForegroundSoftmax(dtype="float32", name="scores"), iou_threshold=iou_threshold,
+                           score_threshold=score_threshold, max_detections=max_detections,
+                           pre_nms_top_k=pre_nms_top_k)
 
 
 def ssd_recipe(model, neg_pos_ratio: float = 3.0, score_threshold: float = 0.001, iou_threshold: float = 0.55,
@@ -279,28 +267,15 @@ def ssd_recipe(model, neg_pos_ratio: float = 3.0, score_threshold: float = 0.001
     image's positives; evaluated through :func:`ssd_inference`."""
     from catalog.training.losses import HardNegativeCrossEntropy, SmoothL1  # losses live with training
 
-    size = tuple(model.input_shape[1:3])
-    if None in size:
-        raise ValueError(f"training SSDLite needs a fixed input size for its default boxes; the model has input "
-                         f"shape {model.input_shape}.")
-    anchors = default_boxes(size)
-    if model.output["boxes"].shape[1] != anchors.shape[0]:
-        raise ValueError(f"model has {model.output['boxes'].shape[1]} boxes but SSDLite's default boxes at {size} "
-                         f"are {anchors.shape[0]}; pass a model built by ssdlite.")
-
-    def targets(y):
-        labels, box_targets = box_ops.detection_targets(anchors, y["boxes"], y["labels"], variances=VARIANCES,
-                                                        positive_iou=0.5, negative_iou=0.5)
-        return {"classes": labels, "boxes": box_targets}
-
+    anchors = default_boxes(fixed_size(model, None, "SSDLite"))
     losses = {"classes": HardNegativeCrossEntropy(neg_pos_ratio=neg_pos_ratio), "boxes": SmoothL1(beta=1.0)}
 
     def inference(trained):
         return ssd_inference(trained, score_threshold=score_threshold, iou_threshold=iou_threshold,
                              max_detections=max_detections)
 
-    return TrainingRecipe(task="detection", loss=losses, num_classes=int(model.output["classes"].shape[-1]) - 1,
-                          targets=targets, inference=inference)
+    return anchor_recipe(model, anchors, losses, inference, background=True, variances=VARIANCES,
+                         positive_iou=0.5, negative_iou=0.5)
 
 
 _NOTE = ("Sandler et al. 2018, Table 6: SSDLite (MobileNetV2) 4.3M parameters at 320 px (rounded); this layout "

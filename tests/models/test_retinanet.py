@@ -137,7 +137,7 @@ def test_bad_values_raise_clear_errors(kwargs, match):
 def test_inference_needs_a_fixed_size():
     model = catalog.create_model("retinanet", backbone="mobilenet_v2", backbone_options=dict(alpha=0.35),
                                  num_classes=K, input_shape=(None, None, 3))
-    with pytest.raises(ValueError, match="image_size must be given"):
+    with pytest.raises(ValueError, match="needs a fixed input size"):
         retinanet_inference(model)
     assert retinanet_inference(model, image_size=(SIZE, SIZE)).output["boxes"].shape[1:] == (100, 4)
 

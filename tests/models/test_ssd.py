@@ -237,7 +237,7 @@ def test_bad_values_raise_clear_errors(kwargs, match):
 def test_inference_and_recipe_need_a_fixed_size():
     model = catalog.create_model("ssdlite_mobilenet_v2", backbone_options=dict(alpha=0.35), width=0.25,
                                  num_classes=K, input_shape=(None, None, 3))
-    with pytest.raises(ValueError, match="image_size must be given"):
+    with pytest.raises(ValueError, match="needs a fixed input size"):
         ssd_inference(model)
     with pytest.raises(ValueError, match="needs a fixed input size"):
         ssd_recipe(model)

@@ -60,7 +60,7 @@ def test_cli_trains_a_detector_into_a_coco_report_and_evaluates_its_model_file(t
 
 
 def test_a_short_run_on_shapes_detects_what_the_untrained_detector_cannot(tmp_path):
-    # CI's small version of benchmarks/detection_train.py (AP50 0.72 after 12 epochs at 96 px, recorded in
+    # CI's small version of benchmarks/task_train.py (AP50 0.72 after 12 epochs at 96 px, recorded in
     # docs/performance.md): 64 px, 512 images, 8 epochs reach AP50 ~0.04 on the held-out split, where the
     # untrained model, all scores at the 0.01 prior below the 0.05 threshold, detects nothing
     options = {"fpn_channels": 64, "backbone_options": {"alpha": 0.5}}
