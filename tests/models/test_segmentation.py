@@ -208,3 +208,22 @@ def test_round_trip_with_aux_dict_output():
 def test_round_trip(name):
     model = tiny(name, num_classes=3, input_shape=(64, 64, 3))
     keras_round_trip(model, random_input((64, 64, 3)))
+
+
+@pytest.mark.jax
+def test_segmentation_models_run_and_train_on_the_backend():
+    # run by CI on TensorFlow and again on JAX (KERAS_BACKEND=jax -m jax): one model of each head kind (the
+    # others share their blocks), and a fit of a dict-output (aux) model
+    labels = np.random.default_rng(0).integers(0, 3, (2, 64, 64))
+    for name in ("unet_mobilenet_v2", "deeplabv3plus_resnet50", "fcn8s_vgg16", "pspnet_resnet50",
+                 "semantic_fpn_resnet50"):
+        model = tiny(name, num_classes=3, input_shape=(64, 64, 3))
+        logits = model(random_input((64, 64, 3)), training=False)
+        assert tuple(logits.shape) == (2, 64, 64, 3), name
+        assert np.isfinite(float(recipe_of(model, name).loss(labels, logits))), name
+    model = tiny("deeplabv3_resnet50", aux=True, num_classes=3, input_shape=(32, 32, 3))
+    recipe = recipe_of(model, "deeplabv3_resnet50")
+    images, labels = _stripes()
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss=recipe.loss, metrics=list(recipe.metrics))
+    history = model.fit(images, recipe.targets(labels), batch_size=4, epochs=4, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
