@@ -148,8 +148,8 @@ def _coco_from_shapes(root, count, seed):
 
 
 def test_a_detector_trains_on_coco_files_and_reports_on_the_held_out_file(tmp_path):
-    train_spec, val_spec = _coco_from_shapes(tmp_path / "train", 32, 0), _coco_from_shapes(tmp_path / "val", 8, 1)
-    kw = {**DETECTOR_KW, "data": train_spec, "epochs": 1}
+    train_spec, val_spec = _coco_from_shapes(tmp_path / "train", 16, 0), _coco_from_shapes(tmp_path / "val", 8, 1)
+    kw = {**DETECTOR_KW, "data": train_spec, "epochs": 1, "image_size": 32}
     run = catalog.train("retinanet_mobilenet_v2_fpn", **kw, val_data=val_spec, out_dir=str(tmp_path / "held"))
     report = json.loads((tmp_path / "held" / "report.json").read_text())
     assert report["dataset"]["spec"] == val_spec and report["dataset"]["examples"] == 8
