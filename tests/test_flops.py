@@ -146,3 +146,16 @@ def test_reference_macs_within_5_percent(name):
     entry = get_entry(name)
     macs = measure_card(name)["macs"]
     assert abs(macs - entry.reference_macs) <= 0.05 * entry.reference_macs, (macs, entry.reference_macs)
+
+
+# The published figures people compare with (torchvision's GFLOPS = MACs, the MobileNet and ShuffleNet papers'
+# MFLOPs = MACs), within 3%. GoogLeNet: torchvision's 1.50G is of its layout, whose "5x5" branches are 3x3
+# convs (layout="torchvision"); the paper's 5x5 layout counts 1.58G (its card's reference).
+@pytest.mark.parametrize("name, options, published", [
+    ("resnet18", {}, 1.81e9), ("resnet50", {}, 4.09e9), ("mobilenet_v2", {}, 0.30e9),
+    ("mobilenet_v3_large", {}, 0.217e9), ("shufflenet_v2_x1_0", {}, 0.146e9), ("vgg16", {}, 15.47e9),
+    ("googlenet", {"layout": "torchvision"}, 1.50e9), ("squeezenet1_1", {}, 0.35e9),
+])
+def test_macs_within_3_percent_of_the_published_figures(name, options, published):
+    macs = count_macs(catalog.create_model(name, **options)) if options else catalog.model_info(name).macs
+    assert macs == pytest.approx(published, rel=0.03)
