@@ -8,8 +8,8 @@
 
 Where things are: ``catalog.models`` (architectures), ``catalog.blocks`` (reusable blocks),
 ``catalog.datasets`` (loaders and generated data), ``catalog.evaluation`` (metrics and reports); the
-jobs sit here, one module each (``scoring`` is the evaluate job, ``demo``), with ``registry``, ``cli``
-and ``flops``.
+jobs sit here, one module each (``scoring`` is the evaluate job, ``export``, ``demo``), with ``registry``,
+``cli`` and ``flops``.
 """
 
 from catalog.registry import (  # noqa: F401
@@ -38,4 +38,12 @@ def __getattr__(name):
         from catalog.training.finetune import finetune
 
         return finetune
+    if name == "export":  # the module catalog.export, callable as its export() (a submodule import would
+        import importlib  # replace a function of that name with the module anyway)
+
+        return importlib.import_module("catalog.export")
+    if name == "benchmark":  # the module catalog.benchmark, callable as its benchmark() (as export is)
+        import importlib
+
+        return importlib.import_module("catalog.benchmark")
     raise AttributeError(f"module 'catalog' has no attribute {name!r}")

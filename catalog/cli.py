@@ -181,6 +181,24 @@ def cmd_lr_find(args):
     print(f"Suggested learning rate: {result.suggested_lr:.3g} (plot: {result.plot})")
 
 
+def cmd_export(args):
+    _positive(args, "--num-calibration", "--num-compare", "--num-classes")
+    from catalog.export import check_options, export
+
+    check_options(args.format, args.out, args.quantize, args.calibration)  # before TensorFlow loads
+    _quiet_tensorflow()
+
+    report = export(args.model, format=args.format, out=args.out, quantize=args.quantize,
+                    calibration=args.calibration, num_calibration=args.num_calibration,
+                    num_compare=args.num_compare, fold_bn=args.fold_bn, weights=args.weights,
+                    num_classes=args.num_classes, split=args.split, data_dir=args.data_dir,
+                    preprocessing=args.preprocessing, verbose=0 if args.quiet else 1)
+    if args.quiet:  # else the report's lines were printed
+        if report["random_weights"]:
+            print(f"note: {report['notes'][0]}")
+        print(f"Exported to {report['path']} (report {report['path']}.json)")
+
+
 def _train_settings(args, drop=()):
     """The TrainConfig settings given on the command line (JSON options parsed), less ``drop``."""
     settings = {k: v for k, v in vars(args).items() if k in _train_fields() and v is not None and k not in drop}
@@ -268,7 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a .keras file or a registered name")
     p.add_argument("--data", required=True, help="dataset spec: shapes, folder:PATH, coco:ANN.json:IMAGES, "
                                                  "voc:PATH or tfds:NAME")
-    p.add_argument("--task", default="classification", choices=("classification", "detection", "segmentation"))
+    p.add_argument("--task", default="classification",
+                   choices=("classification", "detection", "segmentation", "restoration"))
     p.add_argument("--out", help="report folder (default: runs/eval-TIMESTAMP)")
     p.add_argument("--split", help="default: test, else val; a folder without split folders is evaluated whole")
     p.add_argument("--image-size", type=int, help="input side (default: the model's)")
@@ -320,12 +339,69 @@ def build_parser() -> argparse.ArgumentParser:
                               "val_split", "checkpoint_every"))
     p.set_defaults(func=cmd_lr_find)
 
+    p = sub.add_parser("export", help="export a model to .keras, SavedModel or TFLite (float16, dynamic, int8); "
+                                      "write PATH.json with size and output difference",
+                       description="Export MODEL to --out; BatchNorm folds into the convolutions for savedmodel and "
+                                   "tflite; the exported model is compared with the Keras model on --calibration "
+                                   "images (else generated ones) and the report written to OUT.json.")
+    p.add_argument("model", help="a .keras file, or a registered name (with --weights; without, its weights "
+                                 "are random)")
+    p.add_argument("--format", default="keras", help="keras, savedmodel or tflite (default keras)")
+    p.add_argument("--out", required=True, help="the file to write (.keras, .tflite; a folder for savedmodel)")
+    p.add_argument("--quantize", help="tflite only: float16, dynamic or int8 (default: float32)")
+    p.add_argument("--calibration", metavar="SPEC",
+                   help="dataset spec (shapes, folder:PATH, ...): int8 calibrates on its train split; the "
+                        "comparison uses its held-out split (default: generated images)")
+    p.add_argument("--num-calibration", type=int, default=100, help="int8 calibration images (default 100)")
+    p.add_argument("--num-compare", type=int, default=32, help="images compared (default 32)")
+    p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=None,
+                   help="fold BatchNorm into the preceding convolutions (default: on for savedmodel and tflite)")
+    p.add_argument("--weights", help="weights file for a registered name")
+    p.add_argument("--num-classes", type=int, help="classes of a registered name (default: its card's)")
+    p.add_argument("--split", help="split of --calibration compared on (default: its evaluation split)")
+    p.add_argument("--data-dir", help="TFDS data folder for tfds: specs")
+    p.add_argument("--preprocessing", choices=("unit", "torch", "tf", "caffe", "none"),
+                   help="pixel scaling of the data (default: the model's record, else its card's)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("demo", help="train and evaluate a model on generated data; write a report")
     p.add_argument("--out", help="report folder (default: runs/demo-TIMESTAMP)")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("benchmark", help="time inference and training steps of registered models (random weights)",
+                       description="Per model: warm-up, then --repeats timed calls; medians and min/max of inference "
+                                   "at batch 1 and --batch-size, training step time, compile time, peak memory; "
+                                   "rows in timm's results layout (--csv, --json).")
+    p.add_argument("names", nargs="+", metavar="NAME", help="registered model names")
+    p.add_argument("--batch-size", type=int, default=8, help="throughput and training batch (default 8)")
+    p.add_argument("--image-size", type=int, help="square input side (default: each card's input)")
+    p.add_argument("--jit", default="auto", help="XLA: on, off or auto (default auto)")
+    p.add_argument("--precision", default="float32", help="float32, mixed_float16 or mixed_bfloat16 (default float32)")
+    p.add_argument("--mode", default="infer", help="infer, train or both (default infer)")
+    p.add_argument("--repeats", type=int, default=10, help="timed calls per measurement (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed calls after the first (default 2)")
+    p.add_argument("--csv", metavar="FILE", help="write the rows as CSV")
+    p.add_argument("--json", metavar="FILE", help="write the rows and a machine description as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress line per model")
+    p.set_defaults(func=cmd_benchmark)
     return parser
+
+
+def cmd_benchmark(args):
+    _positive(args, "--batch-size", "--image-size", "--repeats")
+    _quiet_tensorflow()
+    from catalog.benchmark import benchmark, markdown_table
+
+    rows = benchmark(args.names, batch_size=args.batch_size, image_size=args.image_size, jit=args.jit,
+                     precision=args.precision, mode=args.mode, repeats=args.repeats, warmup=args.warmup,
+                     csv=args.csv, json=args.json, verbose=0 if args.quiet else 1)
+    print(markdown_table(rows))
+    for path in (args.csv, args.json):
+        if path:
+            print(f"Results written to {path}")
 
 
 def main(argv=None) -> int:

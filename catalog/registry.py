@@ -57,7 +57,9 @@ class TrainingRecipe:
     the targets of ``loss``; the data pipeline applies it. ``metrics``: Keras metrics for ``compile``.
     ``inference``: None, or a function of the trained model returning the model ``catalog.evaluate`` scores
     (detection: outputs ``boxes``, ``scores``, ``labels``, ``num_detections``). ``task``: the
-    ``catalog.datasets`` / ``catalog.evaluate`` task of the data. ``num_classes``: the object classes the
+    ``catalog.datasets`` task of the data (the registry task, except for restoration: ``super_resolution`` or
+    ``denoising``, chosen from the built model). ``data_options``: more keywords for ``catalog.datasets.load``
+    and ``catalog.evaluate`` (restoration: ``scale`` or ``noise_std``). ``num_classes``: the object classes the
     model predicts (checked against the data; None: not checked). ``notes``: lines for the run's report.
     """
 
@@ -68,6 +70,7 @@ class TrainingRecipe:
     metrics: list = dataclasses.field(default_factory=list)
     inference: Callable[..., Any] | None = None
     notes: list = dataclasses.field(default_factory=list)
+    data_options: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

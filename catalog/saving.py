@@ -91,7 +91,8 @@ CUSTOM_OBJECT_MODULES = ("catalog.blocks.layers", "catalog.blocks.shuffle", "cat
                          "catalog.blocks.operators",
                          "catalog.blocks.boxes", "catalog.models.alexnet", "catalog.models.retinanet",
                          "catalog.models.ssd", "catalog.blocks.segmentation", "catalog.training.segmentation_losses",
-                         "catalog.training.schedules", "catalog.training.optim", "catalog.training.losses")
+                         "catalog.training.schedules", "catalog.training.optim", "catalog.training.losses",
+                         "catalog.models.restoration")
 
 
 def read_record(path) -> dict | None:

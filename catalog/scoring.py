@@ -5,7 +5,8 @@
 
 Model outputs by task: classification (N, C) probabilities or logits; segmentation (N, H, W, C) scores
 at the label map's size; detection a dict ``{"boxes": (N, K, 4) xyxy pixels, "scores": (N, K),
-"labels": (N, K)}`` (or that tuple), where rows with a negative label or a score <= 0 are padding.
+"labels": (N, K)}`` (or that tuple), where rows with a negative label or a score <= 0 are padding; restoration
+(N, H * scale, W * scale, C) images in [0, 1] (clipped), scored by PSNR and SSIM against a baseline.
 
 Generative models: :func:`inception_score_of_images` and :func:`fid_of_images` run the catalog's
 ``inception_v3`` (weights from a local file) or any other network over images.
@@ -20,7 +21,7 @@ import time
 
 import numpy as np
 
-TASKS = ("classification", "detection", "segmentation")
+TASKS = ("classification", "detection", "segmentation", "restoration")
 
 
 def _load_model(model, num_classes, image_size, weights, channels=3, allow_random_weights=False):
@@ -138,7 +139,8 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
         model: a keras.Model, a path to a ``.keras`` file, or a registered name (built with ``weights``).
         data: a dataset spec for ``catalog.datasets.load`` (``shapes``, ``folder:PATH``, ``coco:...``,
             ``voc:PATH``, ``tfds:NAME``), or an iterable of (images, targets) batches in its layout.
-        task: ``classification``, ``detection`` or ``segmentation``.
+        task: ``classification``, ``detection``, ``segmentation`` or ``restoration`` (see
+            :func:`_evaluate_restoration`: PSNR and SSIM against the bicubic or noisy input).
         out_dir: the report folder (default ``runs/eval-TIMESTAMP``).
         class_names: names in class order (default: the dataset's).
         split: default ``catalog.datasets.evaluation_split(data)`` (a flat class folder is evaluated whole).
@@ -173,6 +175,11 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
     if max_batches is not None and (not isinstance(max_batches, int) or max_batches <= 0):
         raise ValueError(f"max_batches must be a positive integer or None; got {max_batches!r}.")
     out_dir = out_dir or os.path.join("runs", "eval-" + datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    if task == "restoration":
+        return _evaluate_restoration(model, data, out_dir, split=split, image_size=image_size, batch_size=batch_size,
+                                     weights=weights, preprocessing=preprocessing, max_batches=max_batches,
+                                     num_samples=num_samples, allow_random_weights=allow_random_weights, seed=seed,
+                                     history=history, title=title, verbose=verbose, notes=notes, **load_kwargs)
     record = None
     if isinstance(model, (str, os.PathLike)) and _is_path(model):
         record = read_record(os.path.expanduser(os.fspath(model)))
@@ -439,3 +446,165 @@ def fid_of_images(images_a, images_b, model="inception_v3", weights: str | None 
     net = _network(model, weights, images_a, include_top=False, pooling="avg")
     _network(net, None, images_b)  # the same size check for the second set
     return fid(_predict(net, images_a, batch_size), _predict(net, images_b, batch_size))
+
+
+# ------------------------------------------------------------------------------------------ restoration
+def bicubic_upscale(images, scale: int) -> np.ndarray:
+    """Bicubic upscaling of (N, H, W, C) float images by ``scale`` with PIL (Keys a = -0.5, pixel-centre
+    aligned, per channel in float32: no rounding), clipped to [0, 1]: the super-resolution baseline."""
+    from PIL import Image
+
+    images = np.asarray(images, np.float32)
+    n, h, w, c = images.shape
+    out = np.empty((n, h * scale, w * scale, c), np.float32)
+    for i in range(n):
+        for k in range(c):
+            up = Image.fromarray(images[i, :, :, k], mode="F").resize((w * scale, h * scale), Image.BICUBIC)
+            out[i, :, :, k] = np.asarray(up)
+    return np.clip(out, 0.0, 1.0)
+
+
+def luma_bt601(images) -> np.ndarray:
+    """ITU-R BT.601 luma of (N, H, W, 3) RGB in [0, 1], as MATLAB's ``rgb2ycbcr`` and the super-resolution papers
+    compute it: Y = 16 + 65.481 R + 128.553 G + 24.966 B on 0..255, returned / 255 (so PSNR and SSIM with
+    ``data_range=1`` equal theirs on 0..255 with peak 255). Shape (N, H, W, 1)."""
+    rgb = np.asarray(images, np.float64)
+    return ((16.0 + rgb @ np.array([65.481, 128.553, 24.966])) / 255.0)[..., None]
+
+
+def restoration_scores(output, target, border: int) -> dict:
+    """Per-image PSNR and SSIM (``catalog.evaluation``, ``data_range=1``) of images in [0, 1] after cropping
+    ``border`` pixels from every side: ``psnr_y``/``ssim_y`` on the BT.601 luma (3 channels) or the single channel
+    (1 channel), and ``psnr_rgb``/``ssim_rgb`` on RGB (3 channels only); each an (N,) array."""
+    from catalog.evaluation import psnr, ssim
+
+    out, ref = np.asarray(output, np.float64), np.asarray(target, np.float64)
+    if border:
+        out, ref = out[:, border:-border, border:-border], ref[:, border:-border, border:-border]
+    scores = {}
+    if out.shape[-1] == 3:
+        scores["psnr_rgb"] = psnr(out, ref, 1.0, reduction="none")
+        scores["ssim_rgb"] = ssim(out, ref, 1.0, reduction="none")
+        out, ref = luma_bt601(out), luma_bt601(ref)
+    scores["psnr_y"] = psnr(out, ref, 1.0, reduction="none")
+    scores["ssim_y"] = ssim(out, ref, 1.0, reduction="none")
+    return {k: np.atleast_1d(v) for k, v in scores.items()}
+
+
+def _evaluate_restoration(model, data, out_dir, *, split=None, image_size=None, batch_size=32, weights=None,
+                          preprocessing=None, max_batches=None, num_samples=8, allow_random_weights=False, seed=0,
+                          history=None, title=None, verbose=1, notes=None, **load_kwargs):
+    """``evaluate(task="restoration")``: a super-resolution model (output ``scale`` times its input) on the
+    ``super_resolution`` pairs of ``data`` at ``scale``, a denoiser on its ``denoising`` pairs (``noise_std``,
+    default 25 in 0..255 units); PSNR and SSIM (mean over images of the per-image values) on the BT.601 luma
+    ("Y", as super-resolution papers report; the single channel of a 1-channel model) and on RGB, with a border
+    of ``scale`` pixels cropped (none for a denoiser), for the model (its output clipped to [0, 1]) and the
+    baseline (PIL bicubic upscaling of the low-res input; the noisy input); samples: input, output, target.
+    ``image_size`` is the clean (target) image's size."""
+    import keras
+
+    from catalog.evaluation.report import write_report
+    from catalog.models.restoration import restoration_scale
+    from catalog.registry import create_model, has_random_weights, list_models, model_info
+    from catalog.saving import read_record
+
+    record, card = None, None
+    if isinstance(model, (str, os.PathLike)) and _is_path(model):
+        record = read_record(os.path.expanduser(os.fspath(model)))
+        model = load_keras_file(model)
+    elif isinstance(model, str):
+        if model not in list_models():
+            raise ValueError(f"model must be a .keras file or a registered name (see `catalog list`); got {model!r}.")
+        if weights is None and not allow_random_weights:
+            raise ValueError(_RANDOM.format(what=f"registered name {model!r} without weights"))
+        card = model_info(model).to_dict()
+        model = create_model(model, input_shape=(None, None), **({"weights": weights} if weights else {}))
+    elif not isinstance(model, keras.Model):
+        raise ValueError(f"model must be a keras.Model, a .keras file or a registered name; got "
+                         f"{type(model).__name__}.")
+    if has_random_weights(model) and not allow_random_weights:
+        raise ValueError(_RANDOM.format(what=f"model {model.name!r}"))
+    preprocessing, _, settings_notes = input_settings(model, record, preprocessing, None)
+    if preprocessing != "unit":
+        raise ValueError(f"restoration is scored on [0, 1] pixels: preprocessing must be 'unit'; got "
+                         f"{preprocessing!r}.")
+    notes = list(notes or []) + settings_notes
+    scale = restoration_scale(model)
+    if load_kwargs.get("scale", scale) != scale:
+        raise ValueError(f"scale {load_kwargs['scale']} disagrees with the model, which upscales x{scale}; drop scale.")
+    load_kwargs.pop("scale", None)
+    noise_std = float(load_kwargs.pop("noise_std", 25.0))
+    data_task = "super_resolution" if scale > 1 else "denoising"
+    channels = int(model.input_shape[-1])
+    if image_size is not None:
+        size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
+    elif model.input_shape[1] and model.input_shape[2]:
+        size = (int(model.input_shape[1]) * scale, int(model.input_shape[2]) * scale)
+    else:
+        size = (64, 64)
+    border = scale if scale > 1 else 0
+    if card is None:
+        card = {"name": model.name, "params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))}
+    if has_random_weights(model):
+        card["random_weights"] = True
+        notes.append("the model has random weights (allow_random_weights): its scores mean nothing.")
+    baseline_name = f"bicubic x{scale} (PIL)" if scale > 1 else f"noisy input (sigma {noise_std:g})"
+    if isinstance(data, str):
+        from catalog import datasets
+
+        split = split or datasets.evaluation_split(data, data_dir=load_kwargs.get("data_dir"))
+        extra = {"scale": scale} if scale > 1 else {"noise_std": noise_std}
+        ds, info = datasets.load(data, split=split, task=data_task, image_size=size, batch_size=batch_size,
+                                 preprocessing="unit", channels=channels, shuffle=max_batches is not None, seed=seed,
+                                 **extra, **load_kwargs)
+        count = info["count"]
+    else:
+        ds, count = data, None
+    if verbose:
+        for note in notes:
+            print(f"note: {note}")
+    per_image = {"model": {}, "baseline": {}}
+    sample = {"images": [], "predictions": [], "ground_truth": []}
+    seen, start = 0, time.time()
+    for step, (x, y) in enumerate(ds):
+        if max_batches is not None and step >= max_batches:
+            break
+        x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
+        out = np.clip(np.asarray(model.predict_on_batch(x), np.float32), 0.0, 1.0)
+        if out.shape != y.shape:
+            raise ValueError(f"the model's output {out.shape[1:]} must match the targets' {y.shape[1:]}.")
+        base = bicubic_upscale(x, scale) if scale > 1 else np.clip(x, 0.0, 1.0)
+        for which, images in (("model", out), ("baseline", base)):
+            for key, values in restoration_scores(images, y, border).items():
+                per_image[which].setdefault(key, []).extend(values.tolist())
+        room = num_samples - len(sample["images"])
+        if room > 0:
+            to_uint8 = lambda a: np.round(np.clip(a[:room], 0, 1) * 255).astype(np.uint8)  # noqa: E731
+            sample["images"] += list(to_uint8(x))
+            sample["predictions"] += list(to_uint8(out))
+            sample["ground_truth"] += list(to_uint8(y))
+        seen += len(x)
+    if seen == 0:
+        raise ValueError(f"data {data!r} gave no examples for split {split!r}.")
+    seconds = time.time() - start
+    metrics = {k: float(np.mean(v)) for k, v in per_image["model"].items()}
+    metrics["baseline"] = {k: float(np.mean(v)) for k, v in per_image["baseline"].items()}
+    metrics["psnr_y_gain"] = metrics["psnr_y"] - metrics["baseline"]["psnr_y"]
+    metrics.update(baseline_name=baseline_name, border_crop=border, scale=scale, data_task=data_task,
+                   noise_std=noise_std if scale == 1 else None,
+                   luma="ITU-R BT.601 (16 + 65.481 R + 128.553 G + 24.966 B)" if channels == 3
+                   else "the model's single channel", per_image=per_image)
+    notes.append(f"PSNR/SSIM: mean over {seen} images of the per-image values on [0, 1] pixels (data range 1), "
+                 f"{border} px border cropped, Y = {metrics['luma']}; baseline: {baseline_name}.")
+    settings = {"split": split, "batch_size": batch_size, "image_size": list(size), "channels": channels,
+                "preprocessing": preprocessing, "max_batches": max_batches, "border_crop": border,
+                "notes": notes}
+    dataset = {"spec": data if isinstance(data, str) else type(data).__name__, "split": split, "examples": seen,
+               "task": data_task}
+    if max_batches is not None and (count is None or seen < count):
+        dataset["partial"] = True
+    samples = {k: np.asarray(v) for k, v in sample.items()} if sample["images"] else None
+    write_report(out_dir, "restoration", metrics, [], samples=samples, settings=settings, model=card,
+                 dataset=dataset, seconds=round(seconds, 3), history=history, notes=notes,
+                 title=title or f"{card.get('name', 'model')}: restoration on {dataset['spec']} ({split})")
+    return out_dir

@@ -208,3 +208,43 @@ def voc_segmentation_mask(record) -> np.ndarray:
             raise ValueError(f"{record['mask_path']} must be a palette or grayscale PNG of class indices; "
                              f"got mode {img.mode}.")
         return np.asarray(img, np.uint8)
+
+
+def read_mask_folder(root: str, images_dir: str, masks_dir: str, class_file: str | None = None,
+                     select=None):
+    """Pair the images of ``images_dir`` with the class-index PNGs of ``masks_dir`` (same file stem).
+
+    Masks hold 0 for background, k + 1 for class k and 255 (``IGNORE_LABEL``) for pixels left out, as
+    ``voc_segmentation_mask`` reads them. Class names come from ``class_file`` (one name per line, the
+    class of mask value 1 first), else ``class_1`` .. ``class_K`` with K the largest mask value found.
+    ``select``: a function of the sorted list of stems returning the stems to keep (a split).
+    Returns (records, class_names, skipped {path: reason}); records as ``read_voc``'s, without boxes.
+    """
+    for folder in (images_dir, masks_dir):
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"segmentation folder {root} must hold images/ and masks/; {folder} does not "
+                                    f"exist.")
+    masks = {os.path.splitext(n)[0]: os.path.join(masks_dir, n) for n in os.listdir(masks_dir)
+             if n.lower().endswith(".png") and not n.startswith(".")}
+    images = {os.path.splitext(n)[0]: os.path.join(images_dir, n) for n in sorted(os.listdir(images_dir))
+              if not n.startswith(".") and os.path.isfile(os.path.join(images_dir, n))}
+    skipped = {}
+    for stem in sorted(set(images) - set(masks)):
+        skipped[images[stem]] = f"no mask {stem}.png in {masks_dir}"
+        warnings.warn(f"skipping {images[stem]}: no mask {stem}.png in {masks_dir}.", stacklevel=3)
+    stems = sorted(set(images) & set(masks))
+    stems = list(select(stems)) if select is not None else stems
+    records = []
+    for stem in stems:
+        with Image.open(images[stem]) as img:
+            width, height = img.size
+        records.append({"path": images[stem], "mask_path": masks[stem], "width": width, "height": height,
+                        "boxes": np.zeros((0, 4), np.float32), "labels": np.zeros((0,), np.int32)})
+    if class_file is not None and os.path.isfile(class_file):
+        with open(class_file, encoding="utf-8") as f:
+            class_names = tuple(line.strip() for line in f if line.strip())
+    else:
+        values = [voc_segmentation_mask(r) for r in records]
+        largest = max((int(v[v != IGNORE_LABEL].max(initial=0)) for v in values), default=0)
+        class_names = tuple(f"class_{k}" for k in range(1, largest + 1))
+    return records, class_names, skipped

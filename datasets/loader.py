@@ -129,10 +129,41 @@ def _coco_paths(spec_rest):
     return annotation_file, images_dir
 
 
-def _annotation_source(kind, spec_rest, split, task, validate):
+def _mask_folder(path, split, seed, validation_split):
+    """``ann.read_mask_folder`` of a ``folder:`` for segmentation: PATH/images and PATH/masks split by seed
+    (``validation_split`` of them as ``val``), or PATH/train/, PATH/val/, PATH/test/ each holding both."""
+    path = os.path.expanduser(path)
+    split_dirs = _split_dirs(path)
+    class_file = os.path.join(path, "classes.txt")
+    if split_dirs["train"]:
+        wanted = "val" if split in ("val", "validation") else split
+        if wanted not in SPLIT_FOLDERS or not split_dirs[wanted]:
+            found = [k for k, v in split_dirs.items() if v]
+            raise ValueError(f"split must be one of {', '.join(found)} for {path}; got {split!r}.")
+        root = os.path.join(path, split_dirs[wanted])
+        return ann.read_mask_folder(path, os.path.join(root, "images"), os.path.join(root, "masks"), class_file)
+    if split not in ("train", "val", "validation", "all"):
+        raise ValueError(f"split must be 'train', 'val' or 'all' for a folder without train/ val/; got {split!r}.")
+
+    def select(stems):
+        if split == "all":
+            return stems
+        order = np.random.default_rng(seed).permutation(len(stems))
+        n_val = int(round(len(stems) * validation_split))
+        chosen = order[:n_val] if split in ("val", "validation") else order[n_val:]
+        return [stems[i] for i in sorted(chosen)]
+
+    return ann.read_mask_folder(path, os.path.join(path, "images"), os.path.join(path, "masks"), class_file,
+                                select)
+
+
+def _annotation_source(kind, spec_rest, split, task, validate, seed=0, validation_split=0.2):
     if kind == "coco":  # one annotation file: ``split`` does not apply
         records, class_names, skipped = ann.read_coco(*_coco_paths(spec_rest))
         mask_of = ann.coco_segmentation_mask
+    elif kind == "folder":  # segmentation: images/ and masks/
+        records, class_names, skipped = _mask_folder(spec_rest, split, seed, validation_split)
+        mask_of = ann.voc_segmentation_mask
     else:
         records, class_names, skipped = ann.read_voc(os.path.expanduser(spec_rest), split=split, task=task)
         mask_of = ann.voc_segmentation_mask
@@ -160,7 +191,7 @@ def _annotation_source(kind, spec_rest, split, task, validate):
     return files, len(records), class_names, skipped, masks
 
 
-def _shapes_source(split, task, image_size, seed, num_images, max_objects, preset=""):
+def _shapes_source(split, task, image_size, seed, num_images, max_objects, preset="", scale=2, noise_std=15.0):
     from catalog.datasets.shapes import PRESETS, make_restoration_pairs, make_shapes
 
     if preset not in PRESETS and preset:
@@ -174,7 +205,7 @@ def _shapes_source(split, task, image_size, seed, num_images, max_objects, prese
     n = num_images or (2000 if split == "train" else 500)
     data_seed = seed if split == "train" else seed + 1
     if task in ("denoising", "super_resolution"):
-        pairs = make_restoration_pairs(n, size, seed=data_seed)
+        pairs = make_restoration_pairs(n, size, scale=scale, noise_std=noise_std, seed=data_seed)
         x = pairs["noisy"] if task == "denoising" else pairs["low_res"]
         return tf.data.Dataset.from_tensor_slices({"image": x, "target": pairs["clean"]}), n, ()
     objects = max_objects or (1 if task == "classification" else 3)
@@ -497,12 +528,15 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
          crop_fraction: float = 0.875, color_jitter: bool = True,
          validate: str = "fast", num_images: int | None = None, max_objects: int | None = None,
          drop_remainder: bool = False, channels: int = 3, epochs: int | None = None, start_epoch: int = 0,
-         skip_batches: int = 0, targets=None):
+         skip_batches: int = 0, targets=None, scale: int = 2, noise_std: float = 15.0):
     """Build a batched tf.data pipeline for ``spec``; returns (dataset, info).
 
     Args:
         spec: ``tfds:NAME[/CONFIG]``, ``folder:PATH``, ``coco:ANNOTATIONS.json:IMAGES_DIR``, ``voc:PATH`` or
-            ``shapes``.
+            ``shapes``. A ``folder:`` holds one subfolder per class (classification) or ``images/`` and
+            ``masks/`` of class-index PNGs with the images' stems (segmentation: 0 background, k + 1 class k,
+            255 ignored; names from ``classes.txt``, one per line), either under train/ val/ test/ or split
+            by seed.
         split: ``train``/``val``/``test`` (folder: by existing train/ val/ folders, else a stratified
             seeded split; ``all`` for every image); TFDS split names and slices as TFDS takes them;
             ``evaluation_split(spec)`` names the one to evaluate on.
@@ -549,6 +583,9 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         targets: None, or a function in ``keras.ops`` mapping each batch's targets to what a loss takes
             (a task model's ``TrainingRecipe.targets``, e.g. anchor labels from padded boxes); applied in the
             graph on the TensorFlow backend, through ``tf.numpy_function`` on the others.
+        scale, noise_std: the generated ``shapes`` restoration pairs (``make_restoration_pairs``): the
+            super-resolution factor (the low-res input is ``image_size / scale``) and the denoising noise's
+            standard deviation in 0..255 units.
 
     Returns:
         (tf.data.Dataset, info dict): ``class_names``, ``num_classes``, ``task``, ``count`` (examples
@@ -595,14 +632,14 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
     kind, _, rest = spec.partition(":")
     if task in ("denoising", "super_resolution") and kind not in ("shapes", "tfds"):
         raise ValueError(f"task {task!r} needs spec 'shapes' or a tfds restoration dataset; got {spec!r}.")
-    if task in ("detection", "segmentation") and kind == "folder":
-        raise ValueError(f"spec 'folder:' holds classification data only; use coco:, voc:, tfds: or shapes "
-                         f"for task {task!r}.")
+    if task == "detection" and kind == "folder":
+        raise ValueError(f"spec 'folder:' holds classification or segmentation data (images/ and masks/); use "
+                         f"coco:, voc:, tfds: or shapes for task {task!r}.")
     if kind in ("coco", "voc") and task not in ("detection", "segmentation"):
         raise ValueError(f"spec '{kind}:' gives task 'detection' or 'segmentation'; got task {task!r}.")
 
     skipped, decode, masks = {}, None, None
-    if kind == "folder":
+    if kind == "folder" and task == "classification":
         files, count, class_names, skipped = _folder_source(rest, split, seed, validation_split, validate)
         # eval: decode JPEGs at 1/2, 1/4, 1/8 scale while the short side stays >= what the crop needs
         min_side = None if augment else int(np.ceil(max(size) / crop_fraction))
@@ -614,12 +651,14 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
             files["cropped"] = antialias
             columns["window"] = tf.constant(windows, tf.int32)
         raw = _file_dataset(files, **columns)
-    elif kind in ("coco", "voc"):
-        files, count, class_names, skipped, masks = _annotation_source(kind, rest, split, task, validate)
+    elif kind in ("coco", "voc", "folder"):
+        files, count, class_names, skipped, masks = _annotation_source(kind, rest, split, task, validate, seed,
+                                                                       validation_split)
         files["ratio"] = [1] * count
         raw = _file_dataset(files, **files["columns"])
     elif kind == "shapes":
-        raw, count, class_names = _shapes_source(split, task, size, seed, num_images, max_objects, rest)
+        raw, count, class_names = _shapes_source(split, task, size, seed, num_images, max_objects, rest, scale,
+                                                 noise_std)
     elif kind == "tfds" and rest:
         raw, count, class_names, decode = _tfds_source(rest, split, task, data_dir, lazy=epochs is not None)
     else:
@@ -627,7 +666,8 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
 
     if kind in ("folder", "coco", "voc"):
         cropped = "cropped" in files
-        decoder = imgs.make_decoder(files["mode"], files["ratio"], exif=kind == "folder", cropped=cropped)
+        exif = kind == "folder" and task == "classification"  # a mask is stored as its image's pixels are
+        decoder = imgs.make_decoder(files["mode"], files["ratio"], exif=exif, cropped=cropped)
 
         def decode(e):
             out = {k: v for k, v in e.items() if k not in ("path", "mode", "ratio", "index", "window")}

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-TASKS = ("classification", "detection", "segmentation")
+TASKS = ("classification", "detection", "segmentation", "restoration")
 MAX_MISCLASSIFIED = 16  # images in the misclassified grid
 
 
@@ -141,9 +141,27 @@ def _draw_boxes(ax, boxes, labels, class_names, scores=None, color="lime"):
                 bbox=dict(facecolor=color, alpha=0.7, pad=0.5, lw=0))
 
 
+#: Detections drawn in the sample images: those scoring at least this, at most ``MAX_SHOWN_DETECTIONS`` each
+#: (the metrics count every detection; a picture of a hundred low-score boxes shows nothing).
+SHOWN_SCORE = 0.3
+MAX_SHOWN_DETECTIONS = 10
+
+
+def _shown_detections(prediction: dict) -> dict:
+    scores = prediction.get("scores")
+    if scores is None:
+        return prediction
+    scores = np.asarray(scores, float)
+    keep = np.argsort(-scores, kind="stable")[:MAX_SHOWN_DETECTIONS]
+    keep = keep[scores[keep] >= SHOWN_SCORE]
+    return {"boxes": np.asarray(prediction["boxes"], float).reshape(-1, 4)[keep],
+            "labels": np.asarray(prediction["labels"]).reshape(-1)[keep], "scores": scores[keep]}
+
+
 def plot_samples(task: str, samples: dict, class_names) -> str:
     """A grid of samples: inputs with predicted/true labels (classification) or input | prediction |
-    ground truth columns (detection boxes in xyxy pixels, segmentation masks)."""
+    ground truth columns (detection boxes in xyxy pixels: the predictions scoring at least ``SHOWN_SCORE``,
+    the ``MAX_SHOWN_DETECTIONS`` best; segmentation masks)."""
     plt = _pyplot()
     images = samples["images"]
     n = len(images)
@@ -164,10 +182,13 @@ def plot_samples(task: str, samples: dict, class_names) -> str:
             ax.axis("on")
         return _png(fig)
     fig, axes = plt.subplots(n, 3, figsize=(6.5, 2.2 * n), squeeze=False)
+    titles = ("input", "output", "target") if task == "restoration" else ("input", "prediction", "ground truth")
     for i in range(n):
-        for j, title in enumerate(("input", "prediction", "ground truth")):
+        for j, title in enumerate(titles):
             ax = axes[i, j]
-            if task == "segmentation" and j > 0:
+            if task == "restoration" and j > 0:  # images: output and target (uint8 or [0, 1])
+                _show(ax, (samples["predictions"] if j == 1 else samples["ground_truth"])[i])
+            elif task == "segmentation" and j > 0:
                 mask = (samples["predictions"] if j == 1 else samples["ground_truth"])[i]
                 ax.imshow(np.asarray(mask), cmap="tab20", vmin=0, vmax=19, interpolation="nearest")
                 ax.set_xticks([])
@@ -175,7 +196,7 @@ def plot_samples(task: str, samples: dict, class_names) -> str:
             else:
                 _show(ax, images[i])
             if task == "detection" and j == 1:
-                p = samples["predictions"][i]
+                p = _shown_detections(samples["predictions"][i])
                 _draw_boxes(ax, p["boxes"], p["labels"], class_names, p.get("scores"), color="orange")
             if task == "detection" and j == 2:
                 g = samples["ground_truth"][i]
@@ -358,8 +379,13 @@ def figures_for(task: str, metrics: dict, class_names, samples=None) -> list[tup
                 "Precision-recall at IoU 0.50", metrics.get("per_class_ap50"), "AP50")))
     elif task == "segmentation":
         figs.append(("IoU per class", plot_bars(metrics["iou"], class_names, "IoU", "IoU per class")))
+        if "confusion_matrix" in metrics:
+            figs.append(("Confusion matrix (pixels; rows: truth)",
+                         plot_confusion_matrix(metrics["confusion_matrix"], class_names)))
     if samples is not None and len(samples.get("images", [])):
-        figs.append(("Samples: input, prediction, ground truth", plot_samples(task, samples, class_names)))
+        columns = "input, output, target" if task == "restoration" else "input, prediction, ground truth"
+        caption = f"Samples: {columns}"
+        figs.append((caption, plot_samples(task, samples, class_names)))
     if task == "classification":
         found = misclassified_summary(metrics, class_names, samples)
         if found is not None and found["source"] == "run" and found["shown"]:
@@ -601,11 +627,27 @@ def summary_rows(task: str, metrics: dict) -> list[tuple[str, float]]:
         from catalog.evaluation.detection import COCO_STAT_NAMES
 
         return [(k, metrics[k]) for k in (*COCO_STAT_NAMES, "VOC_AP50") if k in metrics]
+    if task == "restoration":
+        crop = f", {metrics.get('border_crop', 0)} px border cropped"
+        rows = [(f"{k.split('_')[0].upper()} {k.split('_')[1].upper()}{' (dB)' if k.startswith('psnr') else ''}{crop}",
+                 metrics[k]) for k in RESTORATION_KEYS if k in metrics]
+        rows += [(f"baseline ({metrics.get('baseline_name', 'baseline')}) {k.split('_')[0].upper()} "
+                  f"{k.split('_')[1].upper()}", v) for k, v in metrics.get("baseline", {}).items()]
+        return rows + [("PSNR Y gain over the baseline (dB)", metrics["psnr_y_gain"])]
     return [(k.replace("_", " "), metrics[k]) for k in ("miou", "fwiou", "pixel_accuracy", "mean_accuracy", "mean_dice")
             if k in metrics]
 
 
+RESTORATION_KEYS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
+
+
 def per_class_table(task: str, metrics: dict, class_names) -> tuple[list[str], list[list]]:
+    if task == "restoration":  # no classes: the model against its baseline
+        keys = [k for k in RESTORATION_KEYS if k in metrics]
+        header = ["images", *(f"{k.split('_')[0].upper()} {k.split('_')[1].upper()}" for k in keys)]
+        baseline = metrics.get("baseline", {})
+        return header, [["model", *(metrics[k] for k in keys)],
+                        [f"baseline: {metrics.get('baseline_name', '')}", *(baseline.get(k) for k in keys)]]
     if task == "classification":
         pc = metrics["per_class"]
         header = ["class", "precision", "recall", "F1", "support"]
@@ -658,9 +700,11 @@ def write_report(out_dir: str, task: str, metrics: dict, class_names, samples: d
     """Write ``report.json``, ``report.md`` and ``report.html`` into ``out_dir``; return ``out_dir``.
 
     Args:
-        task: "classification", "detection" or "segmentation".
+        task: "classification", "detection", "segmentation" or "restoration".
         metrics: the task's result dict (``classification_report``, ``coco_evaluate`` plus optional
-            ``per_class_ap``/``per_class_ap50``/``per_class_gt``/``pr_curves``, ``SegmentationMetrics.result``).
+            ``per_class_ap``/``per_class_ap50``/``per_class_gt``/``pr_curves``, ``SegmentationMetrics.result``;
+            restoration: ``psnr_y``, ``ssim_y``, [``psnr_rgb``, ``ssim_rgb``], ``baseline`` (the same keys),
+            ``baseline_name``, ``border_crop``, ``psnr_y_gain``, as ``catalog.scoring`` writes them).
         class_names: names in class-index order.
         samples: ``{"images", "predictions", "ground_truth"}`` for the sample grid: labels
             (classification), ``{"boxes" (xyxy pixels), "labels", "scores"}`` dicts (detection) or masks.
@@ -735,7 +779,8 @@ def write_report(out_dir: str, task: str, metrics: dict, class_names, samples: d
     md += [f"- {_md(k)}: {_md(v)}" for k, v in info]
     md += ["", "## Summary", "", "| metric | value |", "|---|---|"]
     md += [f"| {_md(k)} | {_fmt(v)} |" for k, v in summary]
-    md += ["", "## Per class", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    per_class = "Model and baseline" if task == "restoration" else "Per class"
+    md += ["", f"## {per_class}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(_md(c) if i == 0 else _fmt(c) for i, c in enumerate(row)) + " |" for row in rows]
     if task == "classification":
         cm = np.asarray(metrics["confusion_matrix"])
@@ -792,7 +837,7 @@ def write_report(out_dir: str, task: str, metrics: dict, class_names, samples: d
            + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul></div>"] if notes else []),
         table(["field", "value"], [[k, str(v)] for k, v in info]),
         "<h2>Summary</h2>", table(["metric", "value"], summary),
-        "<h2>Per class</h2>", table(header, rows),
+        f"<h2>{per_class}</h2>", table(header, rows),
     ]
     if task == "classification":
         cm = np.asarray(metrics["confusion_matrix"]).tolist()

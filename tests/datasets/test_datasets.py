@@ -647,3 +647,33 @@ def test_import_catalog_datasets_stays_free_of_tensorflow():
     code = ("import sys, catalog.datasets as d; d.evaluation_split; d.load; "
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_segmentation_folder_of_image_and_mask_pairs(tmp_path):
+    root = tmp_path / "seg"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(10):
+        mask = np.zeros((24, 32), np.uint8)
+        mask[4:12, 3 + i:13 + i] = 1 + i % 2
+        mask[0, :] = 255
+        image = np.repeat((mask[..., None] * 80).astype(np.uint8), 3, axis=-1)
+        Image.fromarray(image).save(root / "images" / f"{i:02d}.png")
+        Image.fromarray(mask, mode="L").save(root / "masks" / f"{i:02d}.png")
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(root / "images" / "lonely.png")  # no mask
+    with pytest.warns(UserWarning, match="lonely.png: no mask"):
+        ds, info = datasets.load(f"folder:{root}", task="segmentation", split="all", image_size=(24, 32),
+                                 batch_size=10, shuffle=False, preprocessing="none")
+    assert info["count"] == 10 and info["class_names"] == ("class_1", "class_2") and info["ignore_label"] == 255
+    x, m = next(iter(ds))
+    m = m.numpy()
+    assert set(np.unique(m)) == {0, 1, 2, 255}
+    np.testing.assert_array_equal(x.numpy()[..., 0] == 80, m == 1)  # every image lines up with its mask
+    (root / "classes.txt").write_text("square\nstripe\n")
+    with pytest.warns(UserWarning, match="lonely"):
+        _, train = datasets.load(f"folder:{root}", task="segmentation", split="train", image_size=24, batch_size=4)
+    with pytest.warns(UserWarning, match="lonely"):
+        _, val = datasets.load(f"folder:{root}", task="segmentation", split="val", image_size=24, batch_size=4)
+    assert (train["count"], val["count"]) == (8, 2) and train["class_names"] == ("square", "stripe")
+    with pytest.raises(ValueError, match="classification or segmentation data"):
+        datasets.load(f"folder:{root}", task="detection")

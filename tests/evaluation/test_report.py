@@ -108,7 +108,7 @@ def test_segmentation_report_files(tmp_path):
     metrics = E.segmentation_metrics(truth, pred, 3)
     samples = {"images": rng.random((3, 12, 12, 3)), "predictions": pred, "ground_truth": truth}
     R.write_report(str(tmp_path), "segmentation", metrics, NASTY[:3], samples=samples)
-    check_html(tmp_path / "report.html", 2, NASTY[:3])
+    check_html(tmp_path / "report.html", 3, NASTY[:3])  # IoU, confusion matrix, samples
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["metrics"]["miou"] == pytest.approx(metrics["miou"])
     with pytest.raises(ValueError, match="task"):
@@ -211,7 +211,7 @@ HISTORY = {"loss": [1.25, 0.8123456, 0.5], "val_loss": [1.5, 1.0, 0.75], "accura
 
 def _segmentation_case():
     truth = np.random.default_rng(6).integers(0, 3, (2, 8, 8))
-    return E.segmentation_metrics(truth, truth, 3)  # one plot: IoU per class
+    return E.segmentation_metrics(truth, truth, 3)  # two plots: IoU per class, confusion matrix
 
 
 def _md_table(md, first_header="epoch"):
@@ -235,8 +235,8 @@ def _section(text, start, end=None):
 def test_history_adds_a_training_section(tmp_path):
     metrics = _segmentation_case()
     R.write_report(str(tmp_path), "segmentation", metrics, NASTY[:3], history=HISTORY)
-    # IoU bars + loss + metrics + learning rate
-    parser = check_html(tmp_path / "report.html", 4, NASTY[:3] + ["Training", "3 epochs (epochs 1 to 3)"])
+    # IoU bars + confusion matrix + loss + metrics + learning rate
+    parser = check_html(tmp_path / "report.html", 5, NASTY[:3] + ["Training", "3 epochs (epochs 1 to 3)"])
     source = (tmp_path / "report.html").read_text()
     training = _section(source, '<h2 id="training">Training</h2>')
     assert training.count("<img") == 3
@@ -257,7 +257,7 @@ def test_history_adds_a_training_section(tmp_path):
         assert [float(r[j]) for r in rows] == pytest.approx(HISTORY[key], rel=5e-4), key
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["history"] == HISTORY and data["history_notes"] == [] and data["notes"] == []
-    assert len(parser.images) == 4
+    assert len(parser.images) == 5
 
 
 def test_history_number_format_and_epoch_labels():
@@ -308,7 +308,7 @@ def test_history_with_nan_and_inf_stays_valid_json(tmp_path):
     assert [r[1] for r in rows] == ["1", "nan", "inf"] and [r[2] for r in rows] == ["1", "2", "nan"]
     source = (tmp_path / "report.html").read_text()
     assert "<td>nan</td>" in source and "<td>inf</td>" in source
-    check_html(tmp_path / "report.html", 1 + 2, NASTY[:3])  # IoU, loss, learning rate
+    check_html(tmp_path / "report.html", 2 + 2, NASTY[:3])  # IoU, confusion, loss, learning rate
 
 
 def test_history_skips_wrong_keys_with_a_note(tmp_path):
@@ -326,16 +326,16 @@ def test_history_skips_wrong_keys_with_a_note(tmp_path):
     header, rows = _md_table(md)
     assert header == ["epoch", "loss", "val_loss"] and [r[2] for r in rows] == ["nan", "0.75", "0.5"]
     assert "- 'accuracy' has 2 values" in md
-    parser = check_html(tmp_path / "report.html", 1 + 1, NASTY[:3])  # IoU, loss: no metrics, no lr
+    parser = check_html(tmp_path / "report.html", 2 + 1, NASTY[:3])  # IoU, confusion, loss: no metrics, no lr
     assert "'accuracy' has 2 values" in "".join(parser.text)
     R.write_report(str(tmp_path / "bad"), "segmentation", _segmentation_case(), NASTY[:3], history="not a dict")
-    check_html(tmp_path / "bad" / "report.html", 1, NASTY[:3] + ["history is not a dict"])
+    check_html(tmp_path / "bad" / "report.html", 2, NASTY[:3] + ["history is not a dict"])
 
 
 def test_one_epoch_history(tmp_path):
     history = {"loss": [0.7], "val_loss": [0.8], "accuracy": [0.5], "lr": [0.01]}
     R.write_report(str(tmp_path), "segmentation", _segmentation_case(), NASTY[:3], history=history)
-    check_html(tmp_path / "report.html", 1 + 3, NASTY[:3] + ["1 epoch (epoch 1)"])
+    check_html(tmp_path / "report.html", 2 + 3, NASTY[:3] + ["1 epoch (epoch 1)"])
     header, rows = _md_table((tmp_path / "report.md").read_text())
     assert rows == [["1", "0.7", "0.8", "0.5", "0.01"]]
 
@@ -353,7 +353,7 @@ def test_long_history_shows_evenly_spaced_rows_and_the_last(tmp_path):
     for r in rows:
         assert float(r[1]) == pytest.approx(history["loss"][int(r[0]) - 1], rel=5e-4)
     assert len(json.loads((tmp_path / "report.json").read_text())["history"]["loss"]) == n
-    check_html(tmp_path / "report.html", 1 + 2, NASTY[:3] + [f"{R.MAX_HISTORY_ROWS} of {n} epochs shown"])
+    check_html(tmp_path / "report.html", 2 + 2, NASTY[:3] + [f"{R.MAX_HISTORY_ROWS} of {n} epochs shown"])
 
 
 def test_notes_head_every_file_escaped(tmp_path):
@@ -361,7 +361,7 @@ def test_notes_head_every_file_escaped(tmp_path):
              "partial result: 64 of 500 examples", "<script>alert(1)</script> & the model has random weights"]
     R.write_report(str(tmp_path), "segmentation", _segmentation_case(), NASTY[:3], notes=notes)
     source = (tmp_path / "report.html").read_text()
-    parser = check_html(tmp_path / "report.html", 1, NASTY[:3] + notes)
+    parser = check_html(tmp_path / "report.html", 2, NASTY[:3] + notes)
     box = _section(source, '<div class="notes"', "</div>")
     assert source.index(box) < source.index("<table>")  # at the top, before every table
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; the model" in box and box.count("<li>") == 3
@@ -394,3 +394,15 @@ def test_classification_report_with_history_and_samples(tmp_path):
     check_html(tmp_path / "report.html", 4 + 3, NASTY + ["the model has random weights"])
     md = (tmp_path / "report.md").read_text()
     assert md.index("## Misclassified examples") < md.index("## Training") < md.index("Plots and samples")
+
+
+def test_detection_samples_draw_the_confident_few():
+    from catalog.evaluation.report import MAX_SHOWN_DETECTIONS, SHOWN_SCORE, _shown_detections
+
+    scores = np.linspace(0.05, 0.95, 15)
+    boxes = np.arange(60, dtype=float).reshape(15, 4)
+    shown = _shown_detections({"boxes": boxes, "labels": np.arange(15), "scores": scores})
+    expected = [i for i in np.argsort(-scores)[:MAX_SHOWN_DETECTIONS] if scores[i] >= SHOWN_SCORE]
+    np.testing.assert_array_equal(shown["labels"], expected)
+    np.testing.assert_array_equal(shown["boxes"], boxes[expected])
+    assert len(expected) == MAX_SHOWN_DETECTIONS and shown["scores"].min() >= SHOWN_SCORE

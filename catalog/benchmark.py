@@ -1,0 +1,395 @@
+"""The benchmark job: inference and training speed of registered models, and the generated model-zoo table.
+
+    rows = catalog.benchmark(["resnet20", "mobilenet_v2"], image_size=64, mode="both", csv="out.csv")
+
+Per model (random weights: speed only), in the caller's process and Keras session:
+
+- inference: ``predict_on_batch`` of the model compiled with the resolved XLA setting; the first call at
+  batch N is ``compile_s`` (tracing, XLA compilation and one step), then ``warmup`` rounds, then ``repeats``
+  timed rounds of one call at batch N and one at batch 1, in alternating order: ``infer_step_time`` (ms,
+  median, with min and max) and ``infer_samples_per_sec`` at batch N, ``infer_latency_b1`` (ms) at batch 1.
+  ``predict_on_batch`` returns NumPy, so every timed call includes the device-to-host copy of the outputs
+  (what a user of the model pays).
+- training: ``train_on_batch`` with SGD (momentum 0.9) and sparse categorical cross-entropy on random
+  labels (task models: their registry recipe's loss on random targets: masks for segmentation, images for
+  restoration; detection needs box targets and is skipped with a note); ``train_compile_s`` is the first
+  step, then ``train_step_time`` (ms) and ``train_samples_per_sec`` as above.
+- ``param_count``: trainable parameters in millions (the card's ``params`` / 1e6; timm's column);
+  ``infer_gmacs``: ``catalog.flops.count_macs`` of the model as built, at the benchmarked size, / 1e9;
+  ``peak_rss_mb``: the process's peak resident memory so far (``getrusage``: it never goes down, so on a
+  list it is the peak up to and including that model); ``backend``, ``device``, ``jit`` (XLA as Keras
+  compiled it) and ``precision`` (the dtype policy the model was built under) are what actually ran.
+
+Rows use timm's results layout (``model, infer_img_size, infer_batch_size, infer_samples_per_sec,
+infer_step_time, ...``); ``csv=`` writes them, ``json=`` writes ``{"machine": ..., "settings": ...,
+"rows": ...}``. ``python -m catalog.benchmark --write-models-md`` regenerates ``docs/models.md`` from the
+registry, the shipped cards and the last CPU benchmark kept in ``docs/benchmark_cpu.csv``.
+"""
+
+from __future__ import annotations
+
+import csv as _csv
+import datetime
+import gc
+import json as _json
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+import types
+
+MODES = ("infer", "train", "both")
+COLUMNS = ("model", "infer_img_size", "infer_batch_size", "infer_samples_per_sec", "infer_step_time",
+           "infer_step_time_min", "infer_step_time_max", "infer_latency_b1", "infer_latency_b1_min",
+           "infer_latency_b1_max", "param_count", "infer_gmacs", "train_samples_per_sec", "train_step_time",
+           "train_step_time_min", "train_step_time_max", "train_batch_size", "train_img_size", "compile_s",
+           "train_compile_s", "peak_rss_mb", "backend", "device", "jit", "precision", "note")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS_MD = os.path.join(ROOT, "docs", "models.md")
+CPU_CSV = os.path.join(ROOT, "docs", "benchmark_cpu.csv")
+
+
+def _check(names, batch_size, image_size, jit, precision, mode, repeats, warmup):
+    """Validate every argument (and every name) before anything is built."""
+    from catalog.registry import get_entry
+    from catalog.training.config import JIT, PRECISIONS
+
+    if isinstance(names, str):
+        names = [names]
+    names = list(names)
+    if not names:
+        raise ValueError("benchmark needs at least one registered model name; `catalog list` shows them.")
+    for option, value, low in (("batch_size", batch_size, 1), ("repeats", repeats, 1), ("warmup", warmup, 0),
+                               ("image_size", image_size, 1)):
+        if value is None and option == "image_size":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            kind = "a positive integer" if low else "a non-negative integer"
+            raise ValueError(f"{option} must be {kind}; got {value!r}.")
+    for option, value, accepted in (("mode", mode, MODES), ("jit", jit, JIT), ("precision", precision, PRECISIONS)):
+        if value not in accepted:
+            raise ValueError(f"{option} must be one of {', '.join(accepted)}; got {value!r}.")
+    entries = [get_entry(n) for n in names]  # an unknown name raises here, with the closest names
+    if image_size is not None:
+        for entry in entries:
+            if entry.min_input_size and image_size < entry.min_input_size:
+                raise ValueError(f"image_size {image_size} is below {entry.name}'s minimum input size "
+                                 f"{entry.min_input_size}.")
+    return entries
+
+
+def _timed(calls, warmup, repeats):
+    """Time ``calls`` side by side: each once (first calls, s), ``warmup`` untimed rounds, then ``repeats``
+    rounds in alternating order (so a burst of load on a shared machine hits them alike).
+    Returns ([first call s per call], [[ms of each timed call] per call])."""
+    firsts, times = [], [[] for _ in calls]
+    for call in calls:
+        start = time.perf_counter()
+        call()
+        firsts.append(time.perf_counter() - start)
+    for _ in range(warmup):
+        for call in calls:
+            call()
+    for r in range(repeats):
+        order = list(range(len(calls)))[::-1 if r % 2 else 1]
+        for i in order:
+            start = time.perf_counter()
+            calls[i]()
+            times[i].append(1000.0 * (time.perf_counter() - start))
+    return firsts, times
+
+
+def _peak_rss_mb() -> float:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux, bytes on macOS
+    return round(peak / (2 ** 20 if sys.platform == "darwin" else 2 ** 10), 1)
+
+
+def _ends_in_softmax(model) -> bool:
+    activation = getattr(model.layers[-1], "activation", None)
+    return getattr(activation, "__name__", "") == "softmax"
+
+
+def _train_setup(model, entry, batch_size, rng):
+    """(loss, targets, note) for a training step of ``model``; loss None: training skipped (note says why)."""
+    import keras
+    import numpy as np
+
+    from catalog.registry import recipe_of
+
+    if entry.task == "classification":
+        classes = int(model.output.shape[-1])
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not _ends_in_softmax(model))
+        return loss, rng.integers(0, classes, size=(batch_size,)).astype("int32"), ""
+    if entry.task == "detection":
+        return None, None, "train skipped: detection training needs box targets (catalog train times it)"
+    recipe = recipe_of(model, entry.name)
+    output = model.output
+    main = output["logits"] if isinstance(output, dict) and "logits" in output else output
+    if recipe is None or isinstance(main, dict):
+        return None, None, f"train skipped: no simple training recipe for {entry.task} models"
+    shape = (batch_size, *(int(d) for d in main.shape[1:]))
+    if recipe.task == "segmentation":
+        base = rng.integers(0, shape[-1], size=shape[:-1]).astype("int32")
+    elif recipe.task in ("super_resolution", "denoising"):
+        base = rng.random(shape, dtype=np.float32)
+    else:
+        return None, None, f"train skipped: {entry.task} training needs {recipe.task} targets (catalog train times it)"
+    return recipe.loss, recipe.targets(base) if recipe.targets is not None else base, ""
+
+
+def _one(entry, batch_size, image_size, jit, precision, mode, repeats, warmup):
+    """Benchmark one registered model; returns its row."""
+    import keras
+    import numpy as np
+
+    from catalog import flops
+    from catalog.registry import count_params, create_model
+    from catalog.training.loop import _device_kind, preserved_keras_state, resolve_jit
+
+    height, width, channels = entry.input_shape
+    size = image_size or height
+    shape = (size, size if image_size else width, channels)
+    xla = resolve_jit(jit, entry.family)
+    row = dict.fromkeys(COLUMNS)
+    row.update(model=entry.name, infer_img_size=size, param_count=None, backend=keras.backend.backend(),
+               device=_device_kind(), precision=precision, note="")
+    rng = np.random.default_rng(0)
+    with preserved_keras_state():
+        keras.config.set_dtype_policy(precision)
+        keras.utils.set_random_seed(0)
+        model = create_model(entry.name, input_shape=shape)
+    row["param_count"] = round(count_params(model) / 1e6, 6)
+    row["infer_gmacs"] = round(flops.count_macs(model) / 1e9, 6)
+    row["precision"] = model.dtype_policy.name
+    model.compile(jit_compile=xla)
+    row["jit"] = "on" if model.jit_compile else "off"
+    if mode in ("infer", "both"):
+        x = rng.random((batch_size, *shape), dtype=np.float32)
+        x1 = x[:1].copy()
+        (row["compile_s"], _), (times, times1) = _timed(
+            [lambda: model.predict_on_batch(x), lambda: model.predict_on_batch(x1)], warmup, repeats)
+        row.update(infer_batch_size=batch_size, infer_step_time=statistics.median(times),
+                   infer_step_time_min=min(times), infer_step_time_max=max(times))
+        row["infer_samples_per_sec"] = 1000.0 * batch_size / row["infer_step_time"]
+        row.update(infer_latency_b1=statistics.median(times1), infer_latency_b1_min=min(times1),
+                   infer_latency_b1_max=max(times1))
+    if mode in ("train", "both"):
+        loss, y, note = _train_setup(model, entry, batch_size, rng)
+        row["note"] = note
+        if loss is not None:
+            x = rng.random((batch_size, *shape), dtype=np.float32)
+            model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9), loss=loss,
+                          jit_compile=xla)
+            row["jit"] = "on" if model.jit_compile else "off"
+            (row["train_compile_s"],), (times,) = _timed([lambda: model.train_on_batch(x, y)], warmup, repeats)
+            row.update(train_batch_size=batch_size, train_img_size=size, train_step_time=statistics.median(times),
+                       train_step_time_min=min(times), train_step_time_max=max(times))
+            row["train_samples_per_sec"] = 1000.0 * batch_size / row["train_step_time"]
+    row["peak_rss_mb"] = _peak_rss_mb()
+    return {k: round(v, 3) if isinstance(v, float) and k not in ("param_count", "infer_gmacs") else v
+            for k, v in row.items()}
+
+
+def machine() -> dict:
+    """What ran the benchmark: platform, processor, CPU count, device, Python/Keras/backend versions."""
+    from catalog.training.loop import _device_kind, _versions
+
+    processor = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            processor = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), processor)
+    except OSError:
+        pass
+    return {"platform": platform.platform(), "processor": processor,
+            "cpu_count": os.cpu_count(), "device": _device_kind(), **_versions(),
+            "time": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+
+
+def benchmark(names, batch_size: int = 8, image_size: int | None = None, jit: str = "auto",
+              precision: str = "float32", mode: str = "infer", repeats: int = 10, warmup: int = 2,
+              csv: str | None = None, json: str | None = None, verbose: int = 1) -> list[dict]:
+    """Time registered models (random weights) and return one row per model in timm's results layout.
+
+    Args:
+        names: registered names (a string for one).
+        batch_size: the throughput and training batch (latency is also measured at batch 1).
+        image_size: square input side (default: each card's input shape).
+        jit: XLA "on", "off" or "auto" (``catalog.train``'s per-device choice).
+        precision: the dtype policy: float32, mixed_float16 or mixed_bfloat16.
+        mode: "infer", "train" or "both".
+        repeats: timed calls per measurement (medians, min and max are reported).
+        warmup: untimed calls after the first (compiling) call.
+        csv: write the rows to this CSV file.
+        json: write ``{"machine", "settings", "rows"}`` to this JSON file.
+        verbose: 1 prints a progress line per model (on a list of several).
+
+    Raises:
+        ValueError: an unknown name or a bad value (naming the argument); nothing is built then.
+    """
+    entries = _check(names, batch_size, image_size, jit, precision, mode, repeats, warmup)
+    rows = []
+    for i, entry in enumerate(entries, 1):
+        row = _one(entry, batch_size, image_size, jit, precision, mode, repeats, warmup)
+        gc.collect()  # the model and its compiled functions go before the next one is built
+        rows.append(row)
+        if verbose and len(entries) > 1:
+            print(f"[{i}/{len(entries)}] {progress_line(row)}", flush=True)
+    settings = dict(batch_size=batch_size, image_size=image_size, jit=jit, precision=precision, mode=mode,
+                    repeats=repeats, warmup=warmup)
+    if csv:
+        write_csv(rows, csv)
+    if json:
+        with open(json, "w", encoding="utf-8") as f:
+            _json.dump({"machine": machine(), "settings": settings, "rows": rows}, f, indent=1)
+            f.write("\n")
+    return rows
+
+
+def progress_line(row: dict) -> str:
+    parts = [f"{row['model']} @ {row['infer_img_size']} px"]
+    if row["infer_step_time"] is not None:
+        parts.append(f"infer {row['infer_step_time']:.1f} ms/batch of {row['infer_batch_size']} "
+                     f"({row['infer_samples_per_sec']:.1f} img/s), batch 1 {row['infer_latency_b1']:.1f} ms")
+    if row["train_step_time"] is not None:
+        parts.append(f"train {row['train_step_time']:.1f} ms/step ({row['train_samples_per_sec']:.1f} img/s)")
+    parts.append(f"XLA {row['jit']}, {row['precision']}, peak RSS {row['peak_rss_mb']:.0f} MB")
+    return "; ".join(parts) + (f"; {row['note']}" if row["note"] else "")
+
+
+def markdown_table(rows) -> str:
+    """The rows as a short markdown table (times in ms: medians, min-max in brackets)."""
+    def span(row, key):
+        if row[key] in (None, ""):
+            return "-"
+        return f"{float(row[key]):.1f} ({float(row[key + '_min']):.1f}-{float(row[key + '_max']):.1f})"
+
+    def number(value, digits=1):
+        return "-" if value in (None, "") else f"{float(value):.{digits}f}"
+
+    lines = ["| model | px | batch | infer ms/batch | infer img/s | latency b1 ms | train ms/step | train img/s "
+             "| params M | GMACs | compile s | XLA | precision |", "|---|" + "---:|" * 10 + "---|---|"]
+    for row in rows:
+        batch = row["infer_batch_size"] if row["infer_batch_size"] not in (None, "") else row["train_batch_size"]
+        lines.append("| " + " | ".join(str(v) for v in (
+            row["model"], row["infer_img_size"], batch, span(row, "infer_step_time"),
+            number(row["infer_samples_per_sec"]), span(row, "infer_latency_b1"), span(row, "train_step_time"),
+            number(row["train_samples_per_sec"]), number(row["param_count"], 3), number(row["infer_gmacs"], 3),
+            number(row["compile_s"] if row["compile_s"] not in (None, "") else row["train_compile_s"], 2),
+            row["jit"], row["precision"])) + " |")
+    return "\n".join(lines)
+
+
+def write_csv(rows, path: str) -> str:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = _csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows({k: "" if row.get(k) is None else row[k] for k in COLUMNS} for row in rows)
+    return path
+
+
+def read_csv(path: str) -> dict:
+    """The rows of a benchmark CSV by model name (the last row of a name wins); {} if there is no file."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return {row["model"]: row for row in _csv.DictReader(f)}
+    except FileNotFoundError:
+        return {}
+
+
+# ------------------------------------------------------------------------------------------ the model-zoo table
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _gmacs(macs) -> str:
+    return "-" if macs is None else f"{macs / 1e9:.4g}"
+
+
+def models_markdown(csv_path: str = CPU_CSV) -> str:
+    """The text of ``docs/models.md``: every registered name's card and its measured CPU latency.
+
+    Reads the registry's names, the shipped cards (a name missing from them is built once, as
+    :func:`catalog.registry.model_info` does) and the benchmark CSV at ``csv_path``.
+    """
+    from catalog.registry import TASKS, list_models, model_info
+
+    cards = [model_info(n).to_dict() for n in list_models()]
+    timings = read_csv(csv_path)
+    sources: list[str] = []
+
+    def cite(source):
+        if not source:
+            return ""
+        if source not in sources:
+            sources.append(source)
+        return f" [{sources.index(source) + 1}]"
+
+    counts = ", ".join(f"{sum(c['task'] == t for c in cards)} {t}" for t in TASKS if any(c["task"] == t for c in cards))
+    bench = next(iter(timings.values()), None)
+    lines = [
+        "# Model zoo",
+        "",
+        "<!-- Generated by `python -m catalog.benchmark --write-models-md` from the registry, the shipped cards",
+        "     (catalog/models/cards.json) and docs/benchmark_cpu.csv; do not edit by hand. -->",
+        "",
+        f"{len(cards)} registered names ({counts}). Parameters are trainable weights, counted on the model "
+        "built at its defaults; MACs are `catalog.flops.count_macs` (conv + FC multiply-accumulates, batch 1) at "
+        "the default input; reference numbers are the published ones, their sources numbered below the table.",
+        "",
+        "CPU latency: `infer_latency_b1` of the last `catalog benchmark` run kept in `docs/benchmark_cpu.csv` "
+        "(median ms of `predict_on_batch` at batch 1, random weights, at the size shown"
+        + (f"; {bench['backend']}, XLA {bench['jit']}, {bench['precision']}" if bench else "")
+        + "); n/a: not benchmarked yet. Regenerate the CSV with the command in docs/performance.md "
+        "(\"Benchmark (catalog benchmark)\"), then this file.",
+        "",
+        "| name | task | family | params | reference params | GMACs | reference GMACs | input | paper "
+        "| CPU latency b1 |",
+        "|---|---|---|---:|---:|---:|---:|---|---|---:|",
+    ]
+    for c in cards:
+        ref_params = (f"{c['reference_params']:,}{cite(c['reference_params_source'])}"
+                      if c["reference_params"] else "-")
+        ref_macs = (f"{_gmacs(c['reference_macs'])}{cite(c['reference_macs_source'])}" if c["reference_macs"] else "-")
+        timing = timings.get(c["name"])
+        latency = (f"{float(timing['infer_latency_b1']):.1f} ms @ {timing['infer_img_size']} px"
+                   if timing and timing.get("infer_latency_b1") else "n/a")
+        shape = "x".join(str(v) for v in c["input_shape"])
+        lines.append("| " + " | ".join(_cell(v) for v in (
+            c["name"], c["task"], c["family"], f"{c['params']:,}", ref_params, _gmacs(c["macs"]), ref_macs, shape,
+            c["paper"] or "-", latency)) + " |")
+    lines += ["", "Sources of the reference numbers:", ""]
+    lines += [f"{i}. {_cell(s)}" for i, s in enumerate(sources, 1)]
+    return "\n".join(lines) + "\n"
+
+
+def write_models_md(path: str = MODELS_MD, csv_path: str = CPU_CSV) -> str:
+    """Write :func:`models_markdown` to ``path`` (default ``docs/models.md``); return the path."""
+    text = models_markdown(csv_path)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+    return path
+
+
+class _CallableModule(types.ModuleType):
+    """``catalog.benchmark`` is this module (Python sets a package's attribute to its submodule on import), so
+    calling the module calls :func:`benchmark`: ``catalog.benchmark(["resnet20"], image_size=64)``."""
+
+    def __call__(self, *args, **kwargs):
+        return benchmark(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write-models-md"]:
+        sys.exit("usage: python -m catalog.benchmark --write-models-md")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    from catalog import benchmark as module  # this file runs as __main__; write through the package's module
+
+    print(module.write_models_md())

@@ -1,0 +1,96 @@
+"""`catalog benchmark` (timm's results columns, sane values, one-sentence errors) and docs/models.md's currency."""
+
+import csv
+import json
+
+import pytest
+
+import catalog
+from catalog import benchmark as bench
+from catalog import registry
+from catalog.cli import main
+
+TIMM_COLUMNS = ("model", "infer_img_size", "infer_batch_size", "infer_samples_per_sec", "infer_step_time",
+                "infer_latency_b1", "param_count", "infer_gmacs", "train_samples_per_sec", "train_step_time",
+                "train_batch_size", "train_img_size")
+
+
+def test_cli_writes_timm_columns(tmp_path, capsys):
+    from catalog.flops import count_macs
+
+    out, out_json = tmp_path / "out.csv", tmp_path / "out.json"
+    code = main(["benchmark", "resnet20", "mobilenet_v2", "--image-size", "64", "--csv", str(out),
+                 "--json", str(out_json), "--batch-size", "2", "--repeats", "2", "--warmup", "0"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "[1/2] resnet20 @ 64 px" in printed and "[2/2] mobilenet_v2 @ 64 px" in printed
+    with open(out, newline="") as f:
+        reader = csv.DictReader(f)
+        assert set(TIMM_COLUMNS) <= set(reader.fieldnames)
+        assert reader.fieldnames[:4] == ["model", "infer_img_size", "infer_batch_size", "infer_samples_per_sec"]
+        rows = list(reader)
+    assert [r["model"] for r in rows] == ["resnet20", "mobilenet_v2"]
+    for row in rows:
+        card = catalog.model_info(row["model"])
+        assert int(row["infer_img_size"]) == 64 and int(row["infer_batch_size"]) == 2
+        for key in ("infer_step_time", "infer_latency_b1", "infer_samples_per_sec", "compile_s", "peak_rss_mb"):
+            assert float(row[key]) > 0, key
+        assert float(row["infer_step_time_min"]) <= float(row["infer_step_time"]) <= float(row["infer_step_time_max"])
+        assert float(row["infer_samples_per_sec"]) == pytest.approx(2000 / float(row["infer_step_time"]), rel=1e-2)
+        assert float(row["param_count"]) == pytest.approx(card.params / 1e6, abs=1e-6)
+        macs = count_macs(catalog.create_model(row["model"], input_shape=(64, 64, 3)))
+        assert float(row["infer_gmacs"]) == pytest.approx(macs / 1e9, abs=1e-6)
+        assert row["train_step_time"] == "" and row["train_samples_per_sec"] == ""  # mode infer
+        assert (row["backend"], row["device"], row["jit"], row["precision"]) == ("tensorflow", "cpu", "off", "float32")
+    report = json.loads(out_json.read_text())
+    assert {"platform", "processor", "cpu_count", "python", "keras", "backend"} <= set(report["machine"])
+    assert report["settings"]["image_size"] == 64 and len(report["rows"]) == 2
+
+
+def test_train_mode_classifier_and_task_model():
+    rows = catalog.benchmark(["resnet20", "espcn"], image_size=16, batch_size=2, mode="train", repeats=1, warmup=0,
+                             verbose=0)
+    for row in rows:
+        assert row["train_step_time"] > 0 and row["train_samples_per_sec"] > 0 and row["train_compile_s"] > 0
+        assert (row["train_batch_size"], row["train_img_size"]) == (2, 16)
+        assert row["infer_step_time"] is None and row["note"] == ""
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(names=["resnet2O"]), "Unknown model name 'resnet2O'"),
+    (dict(names=["resnet20"], mode="fast"), "mode must be one of infer, train, both; got 'fast'."),
+    (dict(names=["resnet20"], jit="yes"), "jit must be one of auto, on, off; got 'yes'."),
+    (dict(names=["resnet20"], batch_size=0), "batch_size must be a positive integer; got 0."),
+    (dict(names=["mobilenet_v2"], image_size=16), "image_size 16 is below mobilenet_v2's minimum input size 32."),
+    (dict(names=[]), "benchmark needs at least one registered model name"),
+])
+def test_bad_arguments_raise_one_sentence(kwargs, message):
+    with pytest.raises(ValueError) as err:
+        bench.benchmark(**kwargs)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["benchmark", "resnet2O"], "Unknown model name 'resnet2O'"),
+    (["benchmark", "resnet20", "--mode", "fast"], "mode must be one of infer, train, both; got 'fast'."),
+])
+def test_cli_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("catalog benchmark: error: ") and message in err
+
+
+def test_models_md_is_current(monkeypatch):
+    # Reads the shipped cards only: building any of the 100+ models here is a failure.
+    def no_builds(name):
+        raise AssertionError(f"{name} is missing from the shipped cards; run python -m catalog.registry --write-cards")
+
+    monkeypatch.setattr(registry, "measure_card", no_builds)
+    with open(bench.MODELS_MD, encoding="utf-8") as f:
+        shipped = f.read()
+    assert shipped == bench.models_markdown(bench.CPU_CSV), (
+        "docs/models.md is out of date: run python -m catalog.benchmark --write-models-md")
+    for name in registry.list_models():
+        assert f"| {name} |" in shipped
+    timed = bench.read_csv(bench.CPU_CSV)
+    assert timed and all(f"| {name} |" in shipped for name in timed)
