@@ -63,21 +63,33 @@ def _split_dirs(path):
             for k, names in SPLIT_FOLDERS.items()}
 
 
-def _folder_source(path, split, seed, validation_split, validate):
-    path = os.path.expanduser(path)
+def _split_root(path, split):
+    """(the folder of ``split``, the train folder, whether the split is drawn by seed) of a ``folder:`` spec:
+    existing train/ val/ test/ folders decide the split, else one seeded split of ``path``."""
     split_dirs = _split_dirs(path)
-    if split_dirs["train"]:  # existing train/ val/ folders decide the split
+    if split_dirs["train"]:
         wanted = "val" if split in ("val", "validation") else split
         if wanted not in SPLIT_FOLDERS or not split_dirs[wanted]:
             found = [k for k, v in split_dirs.items() if v]
             raise ValueError(f"split must be one of {', '.join(found)} for {path}; got {split!r}.")
-        root, class_root = os.path.join(path, split_dirs[wanted]), os.path.join(path, split_dirs["train"])
-        by_seed = False
-    else:
-        if split not in ("train", "val", "validation", "all"):
-            raise ValueError(f"split must be 'train', 'val' or 'all' for a folder without train/ val/; "
-                             f"got {split!r}.")
-        root, class_root, by_seed = path, path, split != "all"
+        return os.path.join(path, split_dirs[wanted]), os.path.join(path, split_dirs["train"]), False
+    if split not in ("train", "val", "validation", "all"):
+        raise ValueError(f"split must be 'train', 'val' or 'all' for a folder without train/ val/; got {split!r}.")
+    return path, path, split != "all"
+
+
+def _seeded_part(items, split, rng, validation_split):
+    """The ``val`` (a ``validation_split`` share, drawn with the generator ``rng``) or ``train`` (the rest)
+    part of items."""
+    order = rng.permutation(len(items))
+    n_val = int(round(len(items) * validation_split))
+    chosen = order[:n_val] if split in ("val", "validation") else order[n_val:]
+    return [items[i] for i in sorted(chosen)]
+
+
+def _folder_source(path, split, seed, validation_split, validate):
+    path = os.path.expanduser(path)
+    root, class_root, by_seed = _split_root(path, split)
     class_names = tuple(sorted(e for e in os.listdir(class_root)
                                if not e.startswith(".") and os.path.isdir(os.path.join(class_root, e))))
     if not class_names:
@@ -97,10 +109,7 @@ def _folder_source(path, split, seed, validation_split, validate):
         if not files:
             warnings.warn(f"class folder {folder} holds no images.", stacklevel=3)
         if by_seed:  # stratified: each class splits by the same fraction
-            order = rng.permutation(len(files))
-            n_val = int(round(len(files) * validation_split))
-            chosen = order[:n_val] if split in ("val", "validation") else order[n_val:]
-            files = [files[i] for i in sorted(chosen)]
+            files = _seeded_part(files, split, rng, validation_split)
         paths += files
         labels += [label] * len(files)
     kept, modes, sizes, bad = imgs.validate_files(paths, full=validate == "full")
@@ -133,28 +142,30 @@ def _mask_folder(path, split, seed, validation_split):
     """``ann.read_mask_folder`` of a ``folder:`` for segmentation: PATH/images and PATH/masks split by seed
     (``validation_split`` of them as ``val``), or PATH/train/, PATH/val/, PATH/test/ each holding both."""
     path = os.path.expanduser(path)
-    split_dirs = _split_dirs(path)
-    class_file = os.path.join(path, "classes.txt")
-    if split_dirs["train"]:
-        wanted = "val" if split in ("val", "validation") else split
-        if wanted not in SPLIT_FOLDERS or not split_dirs[wanted]:
-            found = [k for k, v in split_dirs.items() if v]
-            raise ValueError(f"split must be one of {', '.join(found)} for {path}; got {split!r}.")
-        root = os.path.join(path, split_dirs[wanted])
-        return ann.read_mask_folder(path, os.path.join(root, "images"), os.path.join(root, "masks"), class_file)
-    if split not in ("train", "val", "validation", "all"):
-        raise ValueError(f"split must be 'train', 'val' or 'all' for a folder without train/ val/; got {split!r}.")
+    root, _, by_seed = _split_root(path, split)
+    select = (lambda stems: _seeded_part(stems, split, np.random.default_rng(seed), validation_split)) \
+        if by_seed else None
+    return ann.read_mask_folder(path, os.path.join(root, "images"), os.path.join(root, "masks"),
+                                os.path.join(path, "classes.txt"), select)
 
-    def select(stems):
-        if split == "all":
-            return stems
-        order = np.random.default_rng(seed).permutation(len(stems))
-        n_val = int(round(len(stems) * validation_split))
-        chosen = order[:n_val] if split in ("val", "validation") else order[n_val:]
-        return [stems[i] for i in sorted(chosen)]
 
-    return ann.read_mask_folder(path, os.path.join(path, "images"), os.path.join(path, "masks"), class_file,
-                                select)
+def _image_files(path, split, seed, validation_split, validate):
+    """Every image under a ``folder:`` (class subfolders or not) for restoration: its split by folders or seed."""
+    path = os.path.expanduser(path)
+    root, _, by_seed = _split_root(path, split)
+    found, skipped = [], {}
+    for folder, dirs, names in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(n for n in names if not n.startswith(".")):
+            if imgs.is_image_file(name):
+                found.append(os.path.join(folder, name))
+    if by_seed:
+        found = _seeded_part(found, split, np.random.default_rng(seed), validation_split)
+    kept, modes, sizes, bad = imgs.validate_files(found, full=validate == "full")
+    skipped.update(bad)
+    if not kept:
+        raise ValueError(f"image folder {root} holds no images for split {split!r}.")
+    return {"path": kept, "mode": modes, "size": sizes, "ratio": [1] * len(kept)}, len(kept), (), skipped
 
 
 def _annotation_source(kind, spec_rest, split, task, validate, seed=0, validation_split=0.2):
@@ -349,6 +360,48 @@ def _augment_fn(task, image_size, jitter=True):
     return {"classification": classify, "detection": detect, "segmentation": segment}[task]
 
 
+def _restoration_pairs(task, image_size, scale, noise_std, seed):
+    """(training transform, evaluation stage) making {"image": degraded, "target": clean} from a clean image.
+
+    The clean target is an ``image_size`` crop: random, with a random flip, for training; central for
+    evaluation (images smaller than the crop are first resized up to cover it). Super-resolution: the input
+    is the target downscaled by ``scale`` with bicubic interpolation (Keys' a = -0.5) and antialiasing, as
+    ``tf.image.resize(method="bicubic", antialias=True)`` and PIL's ``BICUBIC`` reduce, rounded to 0..255.
+    Denoising: the target plus Gaussian noise of ``noise_std`` (0..255 units), rounded and clipped, as
+    ``make_restoration_pairs``; evaluation noise is seeded by the image, so every evaluation is the same.
+    """
+    h, w = T._size(image_size)
+
+    def cover(image):  # short side at least the crop's
+        shape = tf.cast(tf.shape(image)[:2], tf.float32)
+        factor = tf.maximum(1.0, tf.reduce_max(tf.constant([h, w], tf.float32) / shape))
+        target = tf.cast(tf.math.ceil(shape * factor), tf.int32)
+        image = tf.cast(image, tf.float32)
+        return tf.cond(factor > 1.0, lambda: tf.image.resize(image, target, method="bicubic"), lambda: image)
+
+    def pair(clean, noise_seed):
+        clean = tf.ensure_shape(clean, [h, w, 3])
+        if task == "super_resolution":
+            degraded = T.resize(clean, (h // scale, w // scale), method="bicubic", antialias=True)
+        else:
+            degraded = clean + tf.random.stateless_normal(tf.shape(clean), noise_seed, stddev=noise_std)
+        return {"image": tf.clip_by_value(tf.round(degraded), 0.0, 255.0), "target": clean}
+
+    def train(e, element_seed):
+        s = T._split(element_seed, 3)
+        clean = tf.image.stateless_random_crop(cover(e["image"]), [h, w, 3], s[0])
+        return pair(T.random_flip(clean, s[1]), s[2])
+
+    def evaluate(e):
+        image = cover(e["image"])
+        top = (tf.shape(image)[0] - h) // 2
+        left = (tf.shape(image)[1] - w) // 2
+        noise_seed = _fold(tf.constant([seed, 25], tf.int64), e["key"])
+        return pair(image[top:top + h, left:left + w], noise_seed)
+
+    return train, evaluate
+
+
 def _eval_fn(task, image_size, crop_fraction):
     def fn(e):
         image = e["image"]  # uint8: the resize reads it directly and returns float32 (no full-size cast)
@@ -535,8 +588,9 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         spec: ``tfds:NAME[/CONFIG]``, ``folder:PATH``, ``coco:ANNOTATIONS.json:IMAGES_DIR``, ``voc:PATH`` or
             ``shapes``. A ``folder:`` holds one subfolder per class (classification) or ``images/`` and
             ``masks/`` of class-index PNGs with the images' stems (segmentation: 0 background, k + 1 class k,
-            255 ignored; names from ``classes.txt``, one per line), either under train/ val/ test/ or split
-            by seed.
+            255 ignored; names from ``classes.txt``, one per line), or any clean images (denoising and
+            super-resolution: the degraded inputs are made here, see ``_restoration_pairs``), either under
+            train/ val/ test/ or split by seed.
         split: ``train``/``val``/``test`` (folder: by existing train/ val/ folders, else a stratified
             seeded split; ``all`` for every image); TFDS split names and slices as TFDS takes them;
             ``evaluation_split(spec)`` names the one to evaluate on.
@@ -630,8 +684,12 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
     if (mixup or cutmix) and task != "classification":
         raise ValueError(f"mixup/cutmix apply to task 'classification' only; got task {task!r}.")
     kind, _, rest = spec.partition(":")
-    if task in ("denoising", "super_resolution") and kind not in ("shapes", "tfds"):
-        raise ValueError(f"task {task!r} needs spec 'shapes' or a tfds restoration dataset; got {spec!r}.")
+    restoration = task in ("denoising", "super_resolution")
+    if restoration and kind not in ("shapes", "tfds", "folder"):
+        raise ValueError(f"task {task!r} needs spec 'shapes', 'folder:PATH' (clean images, degraded here) or a "
+                         f"tfds restoration dataset; got {spec!r}.")
+    if task == "super_resolution" and (size[0] % scale or size[1] % scale):
+        raise ValueError(f"image_size {size} must be a multiple of scale {scale} for super-resolution.")
     if task == "detection" and kind == "folder":
         raise ValueError(f"spec 'folder:' holds classification or segmentation data (images/ and masks/); use "
                          f"coco:, voc:, tfds: or shapes for task {task!r}.")
@@ -651,6 +709,9 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
             files["cropped"] = antialias
             columns["window"] = tf.constant(windows, tf.int32)
         raw = _file_dataset(files, **columns)
+    elif kind == "folder" and restoration:
+        files, count, class_names, skipped = _image_files(rest, split, seed, validation_split, validate)
+        raw = _file_dataset(files, key=tf.range(count, dtype=tf.int64))
     elif kind in ("coco", "voc", "folder"):
         files, count, class_names, skipped, masks = _annotation_source(kind, rest, split, task, validate, seed,
                                                                        validation_split)
@@ -666,7 +727,7 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
 
     if kind in ("folder", "coco", "voc"):
         cropped = "cropped" in files
-        exif = kind == "folder" and task == "classification"  # a mask is stored as its image's pixels are
+        exif = kind == "folder" and task != "segmentation"  # a mask is stored as its image's pixels are
         decoder = imgs.make_decoder(files["mode"], files["ratio"], exif=exif, cropped=cropped)
 
         def decode(e):
@@ -682,11 +743,14 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
             return out
 
     shuffle = split == "train" if shuffle is None else shuffle
-    augment = augment and task not in ("denoising", "super_resolution")
+    degraded = kind == "folder" and restoration  # (degraded, clean) pairs made here from clean images
+    augment = augment and (not restoration or degraded)
     # One fused map per side of the cache (tf.data does not fuse maps by default): decode and, without
     # augment, the eval resize before it; augment (seeded, one seed pair per element) and normalize after.
     if kind == "folder" and "cropped" in files:  # the decoder cut the eval crop already
         eval_fn = _resize_fn(size, antialias=files["cropped"])
+    elif degraded:
+        eval_fn = None if augment else _restoration_pairs(task, size, scale, noise_std, seed)[1]
     else:
         eval_fn = None if augment else _eval_fn(task, size, crop_fraction)
     stages = [f for f in (decode, eval_fn) if f is not None]
@@ -697,6 +761,9 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         return e
 
     finish = _output_fn(task, preprocessing, max_boxes, channels)
+    if augment:
+        transform = (_restoration_pairs(task, size, scale, noise_std, seed)[0] if degraded
+                     else _augment_fn(task, size, color_jitter))
     steps_per_epoch = count // batch_size if drop_remainder else -(-count // batch_size)
     if epochs is not None:
         if steps_per_epoch == 0:
@@ -708,7 +775,7 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
                              f"got {skip_batches}.")
         ds = _training_stream(
             raw, count, indexable=kind != "tfds", prepare=prepare,
-            transform=_augment_fn(task, size, color_jitter) if augment else None, finish=finish,
+            transform=transform if augment else None, finish=finish,
             mix=_mix_fn(mixup, cutmix, len(class_names)) if mixup or cutmix else None, seed=seed,
             shuffle=shuffle, cache=cache, skip_errors=kind in ("folder", "coco", "voc"), batch_size=batch_size,
             drop_remainder=drop_remainder, ragged=task == "detection" and max_boxes is None, epochs=epochs,
@@ -728,7 +795,6 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
                 return e
 
         if augment:
-            transform = _augment_fn(task, size, color_jitter)
             ds = tf.data.Dataset.zip((ds, tf.data.Dataset.random(seed=seed).batch(2)))
             ds = ds.map(_plain(lambda e, s: finish(transform(prepare(e), s))), num_parallel_calls=AUTOTUNE)
         else:

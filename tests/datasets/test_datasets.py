@@ -677,3 +677,30 @@ def test_segmentation_folder_of_image_and_mask_pairs(tmp_path):
     assert (train["count"], val["count"]) == (8, 2) and train["class_names"] == ("square", "stripe")
     with pytest.raises(ValueError, match="classification or segmentation data"):
         datasets.load(f"folder:{root}", task="detection")
+
+
+def test_restoration_pairs_from_a_folder_of_clean_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(6):  # smooth images of varied sizes, two of them smaller than the crop
+        side = (40, 50) if i < 4 else (20, 28)
+        base = rng.integers(0, 255, (side[0] // 4, side[1] // 4, 3), dtype=np.uint8)
+        Image.fromarray(base).resize(side[::-1], Image.BICUBIC).save(tmp_path / f"{i}.png")
+    spec = f"folder:{tmp_path}"
+    kw = dict(split="all", image_size=32, batch_size=6, shuffle=False, preprocessing="none")
+    (x, y), = datasets.load(spec, task="super_resolution", scale=2, **kw)[0].take(1)
+    x, y = x.numpy(), y.numpy()
+    assert x.shape == (6, 16, 16, 3) and y.shape == (6, 32, 32, 3)
+    want = tf.clip_by_value(tf.round(tf.image.resize(y, (16, 16), method="bicubic", antialias=True)), 0, 255)
+    np.testing.assert_allclose(x, want.numpy(), atol=1e-3)  # the input is the bicubic reduction of the target
+    (n1, c1), = datasets.load(spec, task="denoising", noise_std=25.0, **kw)[0].take(1)
+    (n2, _), = datasets.load(spec, task="denoising", noise_std=25.0, **kw)[0].take(1)
+    np.testing.assert_array_equal(n1.numpy(), n2.numpy())  # evaluation noise is the same every time
+    np.testing.assert_array_equal(c1.numpy(), y)  # the same central crops
+    assert 22 < np.std(n1.numpy() - c1.numpy()) < 26  # sigma 25, less what clipping takes
+    train, info = datasets.load(spec, task="super_resolution", scale=2, split="train", image_size=32, batch_size=2,
+                                augment=True, validation_split=0.5)
+    assert info["count"] == 3
+    (a, b), = train.take(1)
+    assert a.shape == (2, 16, 16, 3) and b.shape == (2, 32, 32, 3)
+    with pytest.raises(ValueError, match="multiple of scale 3"):
+        datasets.load(spec, task="super_resolution", scale=3, image_size=32)
