@@ -188,11 +188,11 @@ def plot_samples(task: str, samples: dict, class_names) -> str:
             ax = axes[i, j]
             if task == "restoration" and j > 0:  # images: output and target (uint8 or [0, 1])
                 _show(ax, (samples["predictions"] if j == 1 else samples["ground_truth"])[i])
-            elif task == "segmentation" and j > 0:
-                mask = (samples["predictions"] if j == 1 else samples["ground_truth"])[i]
-                ax.imshow(np.asarray(mask), cmap="tab20", vmin=0, vmax=19, interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
+            elif task == "segmentation" and j > 0:  # the label map over the image; background and ignored clear
+                mask = np.asarray((samples["predictions"] if j == 1 else samples["ground_truth"])[i])
+                _show(ax, images[i])
+                ax.imshow(np.ma.masked_where((mask == 0) | (mask == 255), mask), cmap="tab20", vmin=0, vmax=19,
+                          alpha=0.6, interpolation="nearest")
             else:
                 _show(ax, images[i])
             if task == "detection" and j == 1:
