@@ -212,11 +212,10 @@ def test_round_trip(name):
 
 @pytest.mark.jax
 def test_segmentation_models_run_and_train_on_the_backend():
-    # run by CI on TensorFlow and again on JAX (KERAS_BACKEND=jax -m jax): one model of each head kind (the
-    # others share their blocks), and a fit of a dict-output (aux) model
+    # run by CI on TensorFlow and again on JAX (KERAS_BACKEND=jax -m jax): a decoder and a pooling head (the
+    # others share their blocks), and a fit of DeepLabV3 (ASPP) with its aux head (a dict output)
     labels = np.random.default_rng(0).integers(0, 3, (2, 64, 64))
-    for name in ("unet_mobilenet_v2", "deeplabv3plus_resnet50", "fcn8s_vgg16", "pspnet_resnet50",
-                 "semantic_fpn_resnet50"):
+    for name in ("unet_mobilenet_v2", "pspnet_resnet50"):
         model = tiny(name, num_classes=3, input_shape=(64, 64, 3))
         logits = model(random_input((64, 64, 3)), training=False)
         assert tuple(logits.shape) == (2, 64, 64, 3), name
