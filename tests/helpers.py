@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 import tempfile
 
 import keras
@@ -101,3 +103,10 @@ def assert_boxes_tight_around_masks(data):
             assert region[0].any() and region[-1].any() and region[:, 0].any() and region[:, -1].any()
         np.testing.assert_array_equal(covered, mask > 0)
         assert label in labels
+
+
+def run_cli(*args, timeout=600):
+    """``python -m catalog ARGS`` in a subprocess (TensorFlow's logging quiet): the CompletedProcess."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "catalog", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)

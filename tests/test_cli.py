@@ -1,17 +1,12 @@
 """The CLI run as a subprocess: outputs, exit codes, one-line errors."""
 
 import json
-import os
 import subprocess
 import sys
 
 import pytest
 
-
-def run_cli(*args, timeout=300):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "catalog", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
+from helpers import run_cli
 
 
 def test_list_prints_registered_names():

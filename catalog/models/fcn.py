@@ -21,7 +21,7 @@ import keras
 from keras import layers
 
 from catalog.blocks.segmentation import upsample
-from catalog.models.segmentation import (backbone_features, check_common, fcn_head, load_weights,
+from catalog.models.segmentation import (backbone_features, check_common, dilated_maps, fcn_head, load_weights,
                                          segmentation_outputs, segmentation_recipe)
 from catalog.registry import register_model
 
@@ -97,15 +97,11 @@ def fcn(backbone: str = "resnet50", num_classes: int = 21, input_shape=(512, 512
         backbone_options, backbone_weights, weights, name: as :func:`catalog.models.deeplab.deeplabv3`.
     """
     shape = check_common(num_classes, input_shape)
-    if not isinstance(aux, bool):
-        raise ValueError(f"aux must be True or False; got {aux!r}.")
-    features = backbone_features(backbone, (32, aux_reduction) if aux else (32,), shape, output_stride=output_stride,
-                                 backbone_options=backbone_options, backbone_weights=backbone_weights, model=name)
-    inputs = keras.Input(shape=shape, name="input")
-    maps = features(inputs)
-    maps = list(maps) if isinstance(maps, (list, tuple)) else [maps]
-    logits = fcn_head(maps[0], num_classes, name="head")
-    aux_logits = fcn_head(maps[1], num_classes, name="aux") if aux else None
+    inputs, last, aux_map = dilated_maps(backbone, shape, aux=aux, aux_reduction=aux_reduction,
+                                         output_stride=output_stride, backbone_options=backbone_options,
+                                         backbone_weights=backbone_weights, model=name)
+    logits = fcn_head(last, num_classes, name="head")
+    aux_logits = fcn_head(aux_map, num_classes, name="aux") if aux else None
     model = keras.Model(inputs, segmentation_outputs(inputs, logits, aux_logits), name=name)
     return load_weights(model, weights)
 

@@ -14,7 +14,7 @@ from keras import layers
 
 from catalog.blocks.layers import conv_bn_act
 from catalog.blocks.segmentation import pyramid_pooling
-from catalog.models.segmentation import (backbone_features, check_common, classifier_conv, fcn_head, load_weights,
+from catalog.models.segmentation import (check_common, classifier_conv, dilated_maps, fcn_head, load_weights,
                                          segmentation_outputs, segmentation_recipe)
 from catalog.registry import register_model
 
@@ -44,19 +44,15 @@ def pspnet(backbone: str = "resnet50", num_classes: int = 21, input_shape=(473, 
         backbone_options, backbone_weights, weights, name: as :func:`catalog.models.deeplab.deeplabv3`.
     """
     shape = check_common(num_classes, input_shape)
-    if not isinstance(aux, bool):
-        raise ValueError(f"aux must be True or False; got {aux!r}.")
-    features = backbone_features(backbone, (32, aux_reduction) if aux else (32,), shape, output_stride=output_stride,
-                                 backbone_options=backbone_options, backbone_weights=backbone_weights, model=name)
-    inputs = keras.Input(shape=shape, name="input")
-    maps = features(inputs)
-    maps = list(maps) if isinstance(maps, (list, tuple)) else [maps]
-    x = pyramid_pooling(maps[0], bins=bins, name="ppm")
+    inputs, last, aux_map = dilated_maps(backbone, shape, aux=aux, aux_reduction=aux_reduction,
+                                         output_stride=output_stride, backbone_options=backbone_options,
+                                         backbone_weights=backbone_weights, model=name)
+    x = pyramid_pooling(last, bins=bins, name="ppm")
     x = conv_bn_act(x, channels, 3, name="head_conv")
     if dropout:
         x = layers.Dropout(dropout, name="head_drop")(x)
     logits = classifier_conv(x, num_classes, name="head_classifier")
-    aux_logits = fcn_head(maps[1], num_classes, name="aux") if aux else None
+    aux_logits = fcn_head(aux_map, num_classes, name="aux") if aux else None
     model = keras.Model(inputs, segmentation_outputs(inputs, logits, aux_logits), name=name)
     return load_weights(model, weights)
 

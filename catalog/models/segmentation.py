@@ -68,6 +68,21 @@ def backbone_features(backbone: str, reductions, input_shape, *, output_stride: 
                         weights=backbone_weights, **options)
 
 
+def dilated_maps(backbone: str, input_shape, *, aux: bool, aux_reduction: int, output_stride: int,
+                 backbone_options, backbone_weights, model: str):
+    """(input, the backbone's last stage, the ``aux_reduction`` stage or None) of a head on a dilated backbone
+    (FCN, PSPNet); ``aux`` adds the auxiliary head's stage."""
+    if not isinstance(aux, bool):
+        raise ValueError(f"aux must be True or False; got {aux!r}.")
+    features = backbone_features(backbone, (32, aux_reduction) if aux else (32,), input_shape,
+                                 output_stride=output_stride, backbone_options=backbone_options,
+                                 backbone_weights=backbone_weights, model=model)
+    inputs = keras.Input(shape=input_shape, name="input")
+    maps = features(inputs)
+    maps = list(maps) if isinstance(maps, (list, tuple)) else [maps]
+    return inputs, maps[0], maps[1] if aux else None
+
+
 def fcn_head(x, num_classes: int, channels: int | None = None, dropout: float = 0.1, *, name: str):
     """torchvision's ``FCNHead``: 3x3 conv-BN-ReLU to ``channels`` (default C_in // 4), dropout, 1x1 conv to the
     classes (with bias). Parameters: 9*C_in*ch + 2ch + ch*K + K."""

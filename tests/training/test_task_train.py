@@ -4,9 +4,6 @@ the model fail in one sentence."""
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -16,21 +13,16 @@ import catalog
 from catalog import datasets
 from catalog.blocks import boxes as box_ops
 from catalog.registry import recipe_of
+from helpers import run_cli
 
 TINY_DETECTOR = {"fpn_channels": 16, "backbone_options": {"alpha": 0.35}}
 DETECTOR_KW = dict(data="shapes", image_size=64, num_images=32, batch_size=8, verbose=0,
                    model_options=TINY_DETECTOR, optimizer="adam", lr=1e-3, clipnorm=10.0, bn_momentum=0.9)
 
 
-def cli(*args, timeout=600):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "catalog", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
-
-
 def test_cli_trains_a_detector_into_a_coco_report_and_evaluates_its_model_file(tmp_path):
     run = tmp_path / "det"
-    result = cli("train", "retinanet_mobilenet_v2_fpn", "--task", "detection", "--data", "shapes",
+    result = run_cli("train", "retinanet_mobilenet_v2_fpn", "--task", "detection", "--data", "shapes",
                  "--image-size", "64", "--num-images", "32", "--batch-size", "8", "--epochs", "2",
                  "--model-options", json.dumps(TINY_DETECTOR), "--optimizer", "adam", "--lr", "0.001",
                  "--bn-momentum", "0.9", "--verbose", "0", "--out", str(run))
@@ -47,7 +39,7 @@ def test_cli_trains_a_detector_into_a_coco_report_and_evaluates_its_model_file(t
     config = json.loads((run / "config.json").read_text())
     assert config["resolved"]["num_classes"] == 5 and config["config"]["bn_momentum"] == 0.9
     # the saved training model is scored through its recipe's inference model (decode + NMS appended)
-    again = cli("evaluate", "--model", str(run / "model.keras"), "--task", "detection", "--data", "shapes",
+    again = run_cli("evaluate", "--model", str(run / "model.keras"), "--task", "detection", "--data", "shapes",
                 "--out", str(tmp_path / "eval"), "--quiet", "--save-detections", str(tmp_path / "dets.json"))
     assert again.returncode == 0, again.stderr[-2000:]
     same = json.loads((tmp_path / "eval" / "report.json").read_text())
@@ -123,9 +115,10 @@ def test_pipeline_targets_equal_the_recipe_applied_to_the_padded_boxes():
 
 @pytest.mark.jax
 def test_targets_run_through_numpy_on_jax_and_a_detector_trains_there(tmp_path):
+    if keras.backend.backend() != "jax":  # TensorFlow runs the targets in the graph: the tests above
+        pytest.skip("the tf.numpy_function path of the targets runs on the JAX backend (CI's JAX pass)")
     result = catalog.train("retinanet_mobilenet_v2_fpn", **DETECTOR_KW, epochs=1,
                            out_dir=str(tmp_path / "jax"))
-    assert keras.backend.backend() in ("jax", "tensorflow")
     row = result.history[-1]
     assert np.isfinite(row["classes_loss"]) and np.isfinite(row["boxes_loss"])
     assert json.loads((tmp_path / "jax" / "report.json").read_text())["task"] == "detection"

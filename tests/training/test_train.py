@@ -19,6 +19,7 @@ import catalog
 from catalog.saving import load_model, read_record
 from catalog.training.config import TrainConfig, validate
 from catalog.training.optim import SparseCrossentropy, make_optimizer, no_decay_variables
+from helpers import run_cli
 
 TINY = ["--model-options", '{"width": 8, "depths": [1, 1, 1]}', "--data", "shapes", "--num-images", "256",
         "--batch-size", "32", "--verbose", "0"]
@@ -26,15 +27,9 @@ TINY_KW = dict(model_options={"width": 8, "depths": [1, 1, 1]}, data="shapes", n
                verbose=0)
 
 
-def cli(*args, timeout=600):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "catalog", *args], capture_output=True, text=True,
-                          timeout=timeout, env=env)
-
-
 def test_cli_train_writes_the_whole_run_directory(tmp_path):
     run = tmp_path / "r20"
-    result = cli("train", "resnet20", *TINY, "--epochs", "2", "--out", str(run))
+    result = run_cli("train", "resnet20", *TINY, "--epochs", "2", "--out", str(run))
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"Run written to {run}" in result.stdout
     config = json.loads((run / "config.json").read_text())
@@ -64,7 +59,7 @@ def _weights(path):
 
 def test_sigkill_mid_epoch_then_resume_ends_with_the_weights_of_an_uninterrupted_run(tmp_path):
     args = ["train", "resnet20", *TINY, "--epochs", "3", "--checkpoint-every", "3", "--deterministic"]
-    assert cli(*args, "--out", str(tmp_path / "whole")).returncode == 0
+    assert run_cli(*args, "--out", str(tmp_path / "whole")).returncode == 0
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     proc = subprocess.Popen([sys.executable, "-m", "catalog", *args, "--out", str(tmp_path / "cut")], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -78,7 +73,7 @@ def test_sigkill_mid_epoch_then_resume_ends_with_the_weights_of_an_uninterrupted
         time.sleep(0.05)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run ended before a mid-epoch checkpoint was seen"
-    result = cli("train", "--resume", str(tmp_path / "cut"), "--verbose", "0")
+    result = run_cli("train", "--resume", str(tmp_path / "cut"), "--verbose", "0")
     assert result.returncode == 0, result.stderr[-2000:]
     for a, b in zip(_weights(tmp_path / "whole" / "model.keras"), _weights(tmp_path / "cut" / "model.keras")):
         np.testing.assert_array_equal(a, b)
@@ -96,7 +91,7 @@ def test_sigkill_mid_epoch_then_resume_ends_with_the_weights_of_an_uninterrupted
     (["--model-options", "{width: 8}"], "--model-options must be a JSON object"),
 ])
 def test_bad_settings_fail_before_any_step_in_one_sentence(args, message, tmp_path):
-    result = cli("train", "resnet20", *TINY, "--epochs", "1", "--out", str(tmp_path / "bad"), *args)
+    result = run_cli("train", "resnet20", *TINY, "--epochs", "1", "--out", str(tmp_path / "bad"), *args)
     assert result.returncode == (2 if args[0] == "--optimizer" else 1)
     assert message in result.stderr and "Traceback" not in result.stderr
     if result.returncode == 1:
@@ -225,7 +220,7 @@ def test_suggest_lr_finds_the_steepest_descent_of_a_synthetic_curve():
 
 def test_cli_lr_find_writes_the_curve_and_suggests_an_lr(tmp_path):
     out = tmp_path / "lrf"
-    result = cli("lr-find", "resnet20", *TINY, "--steps", "24", "--start-lr", "1e-5", "--end-lr", "10",
+    result = run_cli("lr-find", "resnet20", *TINY, "--steps", "24", "--start-lr", "1e-5", "--end-lr", "10",
                  "--out", str(out))
     assert result.returncode == 0, result.stderr[-2000:]
     suggested = float(result.stdout.split("Suggested learning rate: ")[1].split()[0])
