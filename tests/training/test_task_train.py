@@ -117,8 +117,8 @@ def test_pipeline_targets_equal_the_recipe_applied_to_the_padded_boxes():
 def test_targets_run_through_numpy_on_jax_and_a_detector_trains_there(tmp_path):
     if keras.backend.backend() != "jax":  # TensorFlow runs the targets in the graph: the tests above
         pytest.skip("the tf.numpy_function path of the targets runs on the JAX backend (CI's JAX pass)")
-    result = catalog.train("retinanet_mobilenet_v2_fpn", **DETECTOR_KW, epochs=1,
-                           out_dir=str(tmp_path / "jax"))
+    result = catalog.train("retinanet_mobilenet_v2_fpn", **{**DETECTOR_KW, "image_size": 32, "num_images": 16},
+                           epochs=1, out_dir=str(tmp_path / "jax"))
     row = result.history[-1]
     assert np.isfinite(row["classes_loss"]) and np.isfinite(row["boxes_loss"])
     assert json.loads((tmp_path / "jax" / "report.json").read_text())["task"] == "detection"
