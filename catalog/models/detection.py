@@ -10,9 +10,21 @@ int32 (-1 for padding) and ``num_detections`` (B,), the format ``catalog evaluat
 from __future__ import annotations
 
 import keras
+from keras import layers
 
 from catalog.blocks import boxes as box_ops
+from catalog.models.classifier import load_weights
 from catalog.registry import TrainingRecipe
+
+
+def training_model(inputs, classes: list, deltas: list, name: str, weights=None, inference=None):
+    """The training model of per-level class logits and box deltas, each concatenated over the levels (as
+    ``classes`` and ``boxes``), with ``weights`` loaded; ``inference(model)`` in its place when given."""
+    classes = layers.Concatenate(axis=1, name="classes")(classes)
+    deltas = layers.Concatenate(axis=1, name="boxes")(deltas)
+    model = keras.Model(inputs, {"classes": classes, "boxes": deltas}, name=name)
+    load_weights(model, weights)
+    return inference(model) if inference is not None else model
 
 
 def fixed_size(model, image_size=None, family: str = "the detector") -> tuple[int, int]:
@@ -33,7 +45,9 @@ def check_training_model(model, family: str) -> None:
 def inference_model(model, decoder, scores, iou_threshold: float, score_threshold: float, max_detections: int,
                     pre_nms_top_k: int):
     """``model`` (a training model) followed by ``decoder`` on its deltas, ``scores`` on its logits and
-    ``NonMaxSuppression``; shares the training model's layers and weights."""
+    ``NonMaxSuppression``; shares the training model's layers and weights. Outputs ``boxes`` (B, D, 4) xyxy
+    pixels, ``scores`` (B, D), ``labels`` (B, D) int32 (-1 for padding) and ``num_detections`` (B,),
+    D = ``max_detections``."""
     inputs = keras.Input(shape=model.input_shape[1:], name="input")
     outputs = model(inputs)
     detections = box_ops.NonMaxSuppression(iou_threshold=iou_threshold, score_threshold=score_threshold,

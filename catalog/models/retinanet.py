@@ -31,8 +31,8 @@ from keras import layers, ops
 
 from catalog.blocks import boxes as box_ops
 from catalog.blocks.fpn import fpn
-from catalog.models.classifier import load_weights
-from catalog.models.detection import anchor_recipe, check_training_model, fixed_size, inference_model
+from catalog.models.detection import (anchor_recipe, check_training_model, fixed_size, inference_model,
+                                       training_model)
 from catalog.registry import TrainingRecipe, create_model, get_entry, model_info, register_model
 
 LIN2017 = "Lin et al. 2017, Focal Loss for Dense Object Detection, ICCV"
@@ -174,22 +174,16 @@ def retinanet(backbone: str = "resnet50", num_classes: int = 80, input_shape=(51
     prior = keras.initializers.Constant(-math.log((1 - PRIOR) / PRIOR))
     classes = _subnet(pyramid, num_classes, num_anchors, "class", prior, fpn_channels)
     deltas = _subnet(pyramid, 4, num_anchors, "box", "zeros", fpn_channels)
-    classes = layers.Concatenate(axis=1, name="classes")(classes)
-    deltas = layers.Concatenate(axis=1, name="boxes")(deltas)
-    model = keras.Model(inputs, {"classes": classes, "boxes": deltas}, name=name)
-    load_weights(model, weights)
-    if inference:
-        return retinanet_inference(model, score_threshold=score_threshold, iou_threshold=iou_threshold,
-                                   max_detections=max_detections)
-    return model
+    return training_model(inputs, classes, deltas, name, weights, inference=None if not inference else (
+        lambda model: retinanet_inference(model, score_threshold=score_threshold, iou_threshold=iou_threshold,
+                                          max_detections=max_detections)))
 
 
 def retinanet_inference(model, image_size=None, score_threshold: float = 0.05, iou_threshold: float = 0.5,
                         max_detections: int = 100, pre_nms_top_k: int = 1000):
     """The detection model of a RetinaNet training model: decode, sigmoid, class-aware NMS.
 
-    Shares the training model's layers (and weights). Outputs ``boxes`` (B, D, 4) xyxy pixels, ``scores``
-    (B, D), ``labels`` (B, D) int32 (-1 for padding) and ``num_detections`` (B,), D = ``max_detections``.
+    Shares the training model's layers and weights; outputs as :func:`catalog.models.detection.inference_model`.
 
     Args:
         model: the model :func:`retinanet` returns (outputs ``classes`` and ``boxes``).

@@ -38,8 +38,8 @@ from keras import layers, ops
 
 from catalog.blocks import boxes as box_ops
 from catalog.blocks.layers import conv_bn_act, make_divisible, norm_defaults
-from catalog.models.classifier import load_weights
-from catalog.models.detection import anchor_recipe, check_training_model, fixed_size, inference_model
+from catalog.models.detection import (anchor_recipe, check_training_model, fixed_size, inference_model,
+                                       training_model)
 from catalog.registry import TrainingRecipe, create_model, get_entry, model_info, register_model
 
 SANDLER2018 = "Sandler et al. 2018, MobileNetV2: Inverted Residuals and Linear Bottlenecks (SSDLite), CVPR"
@@ -229,22 +229,16 @@ def ssdlite(backbone: str = "mobilenet_v2", num_classes: int = 80, input_shape=(
         for index, (feature, boxes) in enumerate(zip(maps, specs), start=1):
             classes.append(_predictor(feature, len(boxes), num_classes + 1, f"class_head{index}"))
             deltas.append(_predictor(feature, len(boxes), 4, f"box_head{index}"))
-    classes = layers.Concatenate(axis=1, name="classes")(classes)
-    deltas = layers.Concatenate(axis=1, name="boxes")(deltas)
-    model = keras.Model(inputs, {"classes": classes, "boxes": deltas}, name=name)
-    load_weights(model, weights)
-    if inference:
-        return ssd_inference(model, score_threshold=score_threshold, iou_threshold=iou_threshold,
-                             max_detections=max_detections)
-    return model
+    return training_model(inputs, classes, deltas, name, weights, inference=None if not inference else (
+        lambda model: ssd_inference(model, score_threshold=score_threshold, iou_threshold=iou_threshold,
+                                    max_detections=max_detections)))
 
 
 def ssd_inference(model, image_size=None, score_threshold: float = 0.001, iou_threshold: float = 0.55,
                   max_detections: int = 100, pre_nms_top_k: int = 1000):
     """The detection model of an SSDLite training model: softmax (background dropped), decode, class-aware NMS.
 
-    Shares the training model's layers (and weights). Outputs ``boxes`` (B, D, 4) xyxy pixels, ``scores``
-    (B, D), ``labels`` (B, D) int32 (-1 for padding) and ``num_detections`` (B,), D = ``max_detections``.
+    Shares the training model's layers and weights; outputs as :func:`catalog.models.detection.inference_model`.
 
     Args:
         model: the model :func:`ssdlite` returns (outputs ``classes`` and ``boxes``).
