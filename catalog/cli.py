@@ -136,7 +136,8 @@ def cmd_evaluate(args):
                    image_size=args.image_size, batch_size=args.batch_size, weights=args.weights,
                    preprocessing=args.preprocessing, crop_fraction=args.crop_fraction,
                    max_batches=args.max_batches, allow_random_weights=args.allow_random_weights,
-                   save_detections=args.save_detections, verbose=0 if args.quiet else 1)
+                   save_detections=args.save_detections, verbose=0 if args.quiet else 1,
+                   **(_json_option("task_options", args.task_options) if args.task_options else {}))
     print(f"Report written to {out}")
 
 
@@ -202,10 +203,16 @@ def cmd_export(args):
 def _train_settings(args, drop=()):
     """The TrainConfig settings given on the command line (JSON options parsed), less ``drop``."""
     settings = {k: v for k, v in vars(args).items() if k in _train_fields() and v is not None and k not in drop}
-    for name in ("model_options", "schedule_options"):
+    for name in ("model_options", "task_options", "data_options", "schedule_options"):
         if name in settings:
             settings[name] = _json_option(name, settings[name])
     return settings
+
+
+def _tasks():
+    from catalog.registry import TASKS
+
+    return TASKS
 
 
 def _train_fields():
@@ -286,8 +293,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="a .keras file or a registered name")
     p.add_argument("--data", required=True, help="dataset spec: shapes, folder:PATH, coco:ANN.json:IMAGES, "
                                                  "voc:PATH or tfds:NAME")
-    p.add_argument("--task", default="classification",
-                   choices=("classification", "detection", "segmentation", "restoration"))
+    p.add_argument("--task", default="classification", choices=_tasks())
+    p.add_argument("--task-options", help="JSON object of the task's scoring options, e.g. generation: "
+                                          "'{\"classifier\": \"clf.keras\"}'")
     p.add_argument("--out", help="report folder (default: runs/eval-TIMESTAMP)")
     p.add_argument("--split", help="default: test, else val; a folder without split folders is evaluated whole")
     p.add_argument("--image-size", type=int, help="input side (default: the model's)")

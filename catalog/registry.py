@@ -22,6 +22,11 @@ from typing import Any, Callable
 
 TASKS = ("classification", "detection", "segmentation", "restoration", "generation", "embedding",
          "video", "early_exit")
+# The ``catalog.datasets`` task each model task trains and is scored on; None: chosen by the built model's recipe
+# (restoration: ``super_resolution`` or ``denoising``), so ``catalog.train`` builds such a model before the data.
+TASK_DATA = {"classification": "classification", "detection": "detection", "segmentation": "segmentation",
+             "restoration": None, "generation": "classification", "embedding": "classification",
+             "video": "video", "early_exit": "classification"}
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
@@ -61,6 +66,11 @@ class TrainingRecipe:
     ``denoising``, chosen from the built model). ``data_options``: more keywords for ``catalog.datasets.load``
     and ``catalog.evaluate`` (restoration: ``scale`` or ``noise_std``). ``num_classes``: the object classes the
     model predicts (checked against the data; None: not checked). ``notes``: lines for the run's report.
+    ``loss_weights``: for ``compile`` (a model of several outputs). ``evaluate``: the task's scoring job, for
+    a task ``catalog.evaluate`` has no built-in scorer for (generation, embedding, early exit): called as
+    ``evaluate(model, data, out_dir=..., **the other keywords of catalog.evaluate)``; returns the report folder.
+    ``callbacks``: None, or a function of the run directory returning more Keras callbacks for ``fit``
+    (generation: a grid of samples per epoch).
     """
 
     task: str
@@ -71,6 +81,9 @@ class TrainingRecipe:
     inference: Callable[..., Any] | None = None
     notes: list = dataclasses.field(default_factory=list)
     data_options: dict = dataclasses.field(default_factory=dict)
+    loss_weights: Any = None
+    evaluate: Callable[..., Any] | None = None
+    callbacks: Callable[[str], list] | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -56,6 +56,36 @@ _RANDOM = ("{what} has random weights, so its scores would mean nothing; pass we
            "it anyway.")
 
 
+def task_model(model, weights, allow_random_weights, **build):
+    """The model a task scorer evaluates, from a keras.Model, a ``.keras`` file or a registered name (built
+    with ``weights`` and ``build`` keywords); refused while its weights are random unless
+    ``allow_random_weights``. Returns (model, the file's record or None, the name's card or None, the
+    registered name: the record's, the given one, else the model's own)."""
+    import keras
+
+    from catalog.registry import create_model, has_random_weights, list_models, model_info
+    from catalog.saving import read_record
+
+    record, card, name = None, None, None
+    if isinstance(model, (str, os.PathLike)) and _is_path(model):
+        record = read_record(os.path.expanduser(os.fspath(model)))
+        model = load_keras_file(model)
+        name = (record or {}).get("model_name")
+    elif isinstance(model, str):
+        if model not in list_models():
+            raise ValueError(f"model must be a .keras file or a registered name (see `catalog list`); got {model!r}.")
+        if weights is None and not allow_random_weights:
+            raise ValueError(_RANDOM.format(what=f"registered name {model!r} without weights"))
+        card, name = model_info(model).to_dict(), model
+        model = create_model(model, **build, **({"weights": weights} if weights else {}))
+    elif not isinstance(model, keras.Model):
+        raise ValueError(f"model must be a keras.Model, a .keras file or a registered name; got "
+                         f"{type(model).__name__}.")
+    if has_random_weights(model) and not allow_random_weights:
+        raise ValueError(_RANDOM.format(what=f"model {model.name!r}"))
+    return model, record, card, name or model.name
+
+
 def load_keras_file(path):
     """See :func:`catalog.saving.load_model`."""
     from catalog.saving import load_model
@@ -166,6 +196,7 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
 
     from catalog.evaluation import ClassificationMetrics, SegmentationMetrics
     from catalog.evaluation.report import MisclassifiedCollector, write_report
+    from catalog.registry import get_entry, list_models, recipe_of
     from catalog.saving import read_record
 
     if task not in TASKS:
@@ -180,6 +211,17 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
                                      weights=weights, preprocessing=preprocessing, max_batches=max_batches,
                                      num_samples=num_samples, allow_random_weights=allow_random_weights, seed=seed,
                                      history=history, title=title, verbose=verbose, notes=notes, **load_kwargs)
+    if task in ("generation", "embedding", "early_exit"):
+        model, record, card, name = task_model(model, weights, allow_random_weights)
+        recipe = recipe_of(model, name)
+        entry = get_entry(name) if name in list_models() else None
+        if recipe is None or recipe.evaluate is None or entry.task != task:
+            raise ValueError(f"model {name!r} is not a {task} model; pick one from `catalog list --task {task}`.")
+        return recipe.evaluate(model, data, out_dir=out_dir, record=record, card=card, split=split,
+                               image_size=image_size, batch_size=batch_size, preprocessing=preprocessing,
+                               max_batches=max_batches, num_samples=num_samples,
+                               allow_random_weights=allow_random_weights, seed=seed, history=history, title=title,
+                               verbose=verbose, notes=notes, **load_kwargs)
     record = None
     if isinstance(model, (str, os.PathLike)) and _is_path(model):
         record = read_record(os.path.expanduser(os.fspath(model)))
@@ -501,29 +543,11 @@ def _evaluate_restoration(model, data, out_dir, *, split=None, image_size=None, 
     of ``scale`` pixels cropped (none for a denoiser), for the model (its output clipped to [0, 1]) and the
     baseline (PIL bicubic upscaling of the low-res input; the noisy input); samples: input, output, target.
     ``image_size`` is the clean (target) image's size."""
-    import keras
-
     from catalog.evaluation.report import write_report
     from catalog.models.restoration import restoration_scale
-    from catalog.registry import create_model, has_random_weights, list_models, model_info
-    from catalog.saving import read_record
+    from catalog.registry import has_random_weights
 
-    record, card = None, None
-    if isinstance(model, (str, os.PathLike)) and _is_path(model):
-        record = read_record(os.path.expanduser(os.fspath(model)))
-        model = load_keras_file(model)
-    elif isinstance(model, str):
-        if model not in list_models():
-            raise ValueError(f"model must be a .keras file or a registered name (see `catalog list`); got {model!r}.")
-        if weights is None and not allow_random_weights:
-            raise ValueError(_RANDOM.format(what=f"registered name {model!r} without weights"))
-        card = model_info(model).to_dict()
-        model = create_model(model, input_shape=(None, None), **({"weights": weights} if weights else {}))
-    elif not isinstance(model, keras.Model):
-        raise ValueError(f"model must be a keras.Model, a .keras file or a registered name; got "
-                         f"{type(model).__name__}.")
-    if has_random_weights(model) and not allow_random_weights:
-        raise ValueError(_RANDOM.format(what=f"model {model.name!r}"))
+    model, record, card, _ = task_model(model, weights, allow_random_weights, input_shape=(None, None))
     preprocessing, _, settings_notes = input_settings(model, record, preprocessing, None)
     if preprocessing != "unit":
         raise ValueError(f"restoration is scored on [0, 1] pixels: preprocessing must be 'unit'; got "

@@ -35,6 +35,7 @@ class TrainConfig:
     train_split: str = "train"
     val_split: str | None = None        # default: catalog.datasets.evaluation_split(val_data); "none" skips it
     val_data: str | None = None         # a spec to validate and report on (default: data), e.g. a coco: val file
+    data_options: dict = dataclasses.field(default_factory=dict)  # more catalog.datasets.load keywords (frames, ...)
     preprocessing: str | None = None    # default: the card's, else "unit"
     augment: bool = True
     mixup: float = 0.0
@@ -117,6 +118,10 @@ def validate(config: TrainConfig) -> TrainConfig:
         from catalog.registry import TASKS
 
         _check_choice("task", config.task, TASKS)
+    for name in ("model_options", "task_options", "data_options", "schedule_options"):
+        if not isinstance(getattr(config, name), dict):
+            raise ValueError(f"{name} must be a dict of keywords such as {{'width': 8}}; got "
+                             f"{getattr(config, name)!r}.")
     if not isinstance(config.data, str) or not config.data:
         raise ValueError(f"data must be a dataset spec such as 'shapes' or 'folder:PATH'; got {config.data!r}.")
     return config

@@ -18,7 +18,6 @@ import os
 import platform
 import random
 import sys
-import time
 
 import numpy as np
 
@@ -223,14 +222,14 @@ def _model_facts(model_arg):
     return None, None
 
 
-def _build_model(name, config, num_classes, size, channels, seed):
+def _build_model(name, config, num_classes, input_shape, seed):
     """A registered model, built with the run's seed."""
     import keras
 
     from catalog.registry import create_model
 
     keras.utils.set_random_seed(seed)
-    kwargs = {**config.model_options, "num_classes": num_classes, "input_shape": (size, size, channels)}
+    kwargs = {**config.model_options, "num_classes": num_classes, "input_shape": input_shape}
     if config.zero_init_residual:
         kwargs["zero_init_residual"] = True
     return create_model(name, **kwargs)
@@ -349,10 +348,10 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     start_epoch, start_step = (state["epoch"], state["step"]) if state else (0, 0)
 
     model = recipe = None
-    data_task, data_options = task, {}
-    from catalog.datasets.loader import TASKS as DATA_TASKS
+    from catalog.registry import TASK_DATA
 
-    if task not in DATA_TASKS:  # restoration: the built model's recipe names the data (super-resolution at
+    data_task, data_options = TASK_DATA[task], {}
+    if data_task is None:  # restoration: the built model's recipe names the data (super-resolution at
         # its scale, or denoising) and its options, so the model exists before the data is read
         def build():
             from catalog.registry import create_model
@@ -368,6 +367,7 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
         if config.image_size is None and shape and shape[0]:  # a fixed-size model: the clean images' size
             size = int(shape[0]) * int(data_options.get("scale", 1))
 
+    data_options.update(config.data_options)
     load = dict(task=data_task, image_size=size, batch_size=global_batch, preprocessing=preprocessing,
                 channels=channels, seed=config.seed, **data_options)
     _, info = datasets.load(config.data, split=config.train_split, num_images=config.num_images, **load)
@@ -401,8 +401,11 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
 
     with context:
         if model is None:  # else a restoration model, built above
+            # a video model's input is (frames, height, width, channels)
+            frames = (info["frames"],) if info.get("frames") else ()
             model = _run_model(state, probe, config,
-                               lambda: _build_model(name, config, num_classes, size, channels, config.seed))
+                               lambda: _build_model(name, config, num_classes, (*frames, size, size, channels),
+                                                    config.seed))
         if recipe is None and task != "classification":
             recipe = recipe_of(model, entry.name, **config.task_options)
         if recipe is not None:
@@ -421,14 +424,15 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
                                  **config.schedule_options)
         jit = resolve_jit(config.jit, entry.family if entry else None)
         saved_optimizer = model.optimizer if state is not None else None
+        loss_weights = None
         if recipe is not None:
-            loss, metrics = recipe.loss, list(recipe.metrics)
+            loss, metrics, loss_weights = recipe.loss, list(recipe.metrics), recipe.loss_weights
             if recipe.targets is not None:
                 load["targets"] = recipe.targets  # the validation data and the training stream
         else:
             loss, metrics = classification_loss(config, not _ends_in_softmax(model)), _accuracy(config, num_classes)
         model.compile(optimizer=make_optimizer(config, schedule, model), loss=loss, metrics=metrics,
-                      jit_compile=jit)
+                      loss_weights=loss_weights, jit_compile=jit)
         if saved_optimizer is not None:
             # A fresh optimizer (its weight-decay exclusions are not part of a saved config) takes the
             # checkpoint's state: iterations, moments, EMA.
@@ -453,7 +457,8 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
                   model_name=name, trained_by="catalog.train", data=config.data)
     recorder = RunRecorder(run_dir, record, steps_per_epoch, global_batch, config.checkpoint_every,
                            start_epoch, start_step)
-    fit_callbacks = [recorder, *_tensorboard(run_dir), *callbacks]
+    fit_callbacks = [recorder, *_tensorboard(run_dir), *(recipe.callbacks(run_dir) if recipe and recipe.callbacks
+                                                          else []), *callbacks]
     val_ds = None
     if val_split is not None:
         # JAX's DataParallel splits every batch over the devices: validation batches must all be whole
