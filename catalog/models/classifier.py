@@ -236,6 +236,19 @@ def has_builtin_preprocessing(model) -> bool:
     return any(layer.name.startswith(PREPROCESSING_LAYER_PREFIX) for layer in getattr(model, "layers", []))
 
 
+def ends_in_softmax(model) -> bool:
+    """True when ``model``'s output is softmax probabilities (its last layer's activation, or a Softmax
+    layer, a nested model's last layer included); False for logits."""
+    import keras
+
+    last = model.layers[-1]
+    if isinstance(last, keras.Model):
+        return ends_in_softmax(last)
+    if isinstance(last, keras.layers.Softmax):
+        return True
+    return getattr(getattr(last, "activation", None), "__name__", "") == "softmax"
+
+
 def build_classifier(backbone: Callable, *, name: str = "model",
                      default_input_shape: Sequence = (224, 224, 3),
                      min_input_size: int | None = None, head: Callable | None = None,

@@ -36,6 +36,9 @@ class TrainConfig:
     val_split: str | None = None        # default: catalog.datasets.evaluation_split(val_data); "none" skips it
     val_data: str | None = None         # a spec to validate and report on (default: data), e.g. a coco: val file
     data_options: dict = dataclasses.field(default_factory=dict)  # more catalog.datasets.load keywords (frames, ...)
+    teacher: str | None = None          # a trained classifier's .keras file: distil it into the model
+    distill_temperature: float = 4.0    # Hinton et al.'s T
+    distill_alpha: float = 0.5          # weight of the hard-label loss; 1 - alpha weights the teacher's
     preprocessing: str | None = None    # default: the card's, else "unit"
     augment: bool = True
     mixup: float = 0.0
@@ -118,6 +121,13 @@ def validate(config: TrainConfig) -> TrainConfig:
         from catalog.registry import TASKS
 
         _check_choice("task", config.task, TASKS)
+    if not (isinstance(config.distill_temperature, (int, float)) and config.distill_temperature > 0):
+        raise ValueError(f"distill_temperature must be a number > 0; got {config.distill_temperature!r}.")
+    if not (isinstance(config.distill_alpha, (int, float)) and 0 <= config.distill_alpha <= 1):
+        raise ValueError(f"distill_alpha must be in [0, 1]; got {config.distill_alpha!r}.")
+    if config.teacher and (config.mixup or config.cutmix or config.label_smoothing):
+        raise ValueError("teacher trains on hard labels and the teacher's soft ones; drop mixup, cutmix and "
+                         "label_smoothing, or drop teacher.")
     for name in ("model_options", "task_options", "data_options", "schedule_options"):
         if not isinstance(getattr(config, name), dict):
             raise ValueError(f"{name} must be a dict of keywords such as {{'width': 8}}; got "

@@ -331,7 +331,7 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     shape = tuple(probe.input_shape[1:]) if probe is not None else None
     size = config.image_size or (shape[0] if shape and shape[0] else None) or (entry.input_shape[0] if entry else 224)
     channels = (shape[-1] if shape else None) or (entry.input_shape[-1] if entry else 3)
-    from catalog.models.classifier import has_builtin_preprocessing
+    from catalog.models.classifier import ends_in_softmax, has_builtin_preprocessing
 
     builtin = has_builtin_preprocessing(probe) if probe is not None else bool(
         config.model_options.get("include_preprocessing"))
@@ -406,6 +406,12 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
             model = _run_model(state, probe, config,
                                lambda: _build_model(name, config, num_classes, (*frames, size, size, channels),
                                                     config.seed))
+        trained = model  # what fit trains: the model, or the distillation wrapper holding it and its teacher
+        if config.teacher:
+            trained, model = _with_teacher(model, config, state, task)
+            report_notes.append(f"distilled from the teacher {config.teacher} (temperature "
+                                f"{config.distill_temperature:g}, alpha {config.distill_alpha:g}); the run saves "
+                                f"the student alone.")
         if recipe is None and task != "classification":
             recipe = recipe_of(model, entry.name, **config.task_options)
         if recipe is not None:
@@ -423,24 +429,32 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
                                  warmup_steps=int(round(config.warmup_epochs * steps_per_epoch)),
                                  **config.schedule_options)
         jit = resolve_jit(config.jit, entry.family if entry else None)
-        saved_optimizer = model.optimizer if state is not None else None
+        saved_optimizer = trained.optimizer if state is not None else None
         loss_weights = None
-        if recipe is not None:
+        if config.teacher:
+            from catalog.training.distill import DistillationLoss, student_accuracy
+
+            teacher = [layer for layer in trained.layers if isinstance(layer, keras.Model) and layer is not model][0]
+            loss = DistillationLoss(config.distill_temperature, config.distill_alpha,
+                                    student_logits=not ends_in_softmax(model),
+                                    teacher_logits=not ends_in_softmax(teacher))
+            metrics = [student_accuracy]
+        elif recipe is not None:
             loss, metrics, loss_weights = recipe.loss, list(recipe.metrics), recipe.loss_weights
             if recipe.targets is not None:
                 load["targets"] = recipe.targets  # the validation data and the training stream
         else:
-            loss, metrics = classification_loss(config, not _ends_in_softmax(model)), _accuracy(config, num_classes)
-        model.compile(optimizer=make_optimizer(config, schedule, model), loss=loss, metrics=metrics,
-                      loss_weights=loss_weights, jit_compile=jit)
+            loss, metrics = classification_loss(config, not ends_in_softmax(model)), _accuracy(config, num_classes)
+        trained.compile(optimizer=make_optimizer(config, schedule, model), loss=loss, metrics=metrics,
+                        loss_weights=loss_weights, jit_compile=jit)
         if saved_optimizer is not None:
             # A fresh optimizer (its weight-decay exclusions are not part of a saved config) takes the
             # checkpoint's state: iterations, moments, EMA.
-            model.optimizer.build(model.trainable_variables)
-            if len(model.optimizer.variables) != len(saved_optimizer.variables):
+            trained.optimizer.build(trained.trainable_variables)
+            if len(trained.optimizer.variables) != len(saved_optimizer.variables):
                 raise ValueError(f"the checkpoint {state['checkpoint']} holds another optimizer state than this "
                                  f"configuration builds; resume with the configuration it was written with.")
-            for new, old in zip(model.optimizer.variables, saved_optimizer.variables):
+            for new, old in zip(trained.optimizer.variables, saved_optimizer.variables):
                 new.assign(old)
 
     resolved = {"global_batch": global_batch, "replicas": replicas, "learning_rate": lr,
@@ -482,15 +496,15 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     if start_step:  # finish the interrupted epoch, then the rest
         part, _ = datasets.load(config.data, epochs=start_epoch + 1, start_epoch=start_epoch,
                                 skip_batches=start_step, **stream)
-        with _ema_kept_running(model.optimizer), context:
-            model.fit(part, epochs=start_epoch + 1, initial_epoch=start_epoch,
+        with _ema_kept_running(trained.optimizer), context:
+            trained.fit(part, epochs=start_epoch + 1, initial_epoch=start_epoch,
                       steps_per_epoch=steps_per_epoch - start_step, validation_data=val_ds,
                       callbacks=fit_callbacks, verbose=verbose, shuffle=False)
         start_epoch += 1
     if start_epoch < config.epochs and recorder.diverged is None:
         rest, _ = datasets.load(config.data, epochs=config.epochs, start_epoch=start_epoch, **stream)
         with context:
-            model.fit(rest, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps_per_epoch,
+            trained.fit(rest, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps_per_epoch,
                       validation_data=val_ds, callbacks=fit_callbacks, verbose=verbose, shuffle=False)
     if recorder.diverged is not None:
         epoch, step, loss = recorder.diverged
@@ -590,10 +604,21 @@ def _accuracy(config, num_classes):
     return metrics
 
 
-def _ends_in_softmax(model) -> bool:
-    last = model.layers[-1]
-    activation = getattr(last, "activation", None)
-    return getattr(activation, "__name__", "") == "softmax"
+def _with_teacher(model, config, state, task):
+    """(the distillation wrapper fit trains, the student) for a run with a ``teacher``: a new wrapper around
+    the built student, or, when resuming, the checkpoint's wrapper and the student inside it."""
+    import keras
+
+    from catalog.scoring import load_keras_file
+    from catalog.training.distill import distillation_model
+
+    if task != "classification":
+        raise ValueError(f"teacher distils classifiers; the model is a {task} model, drop teacher.")
+    if state is not None:
+        students = [layer for layer in model.layers if isinstance(layer, keras.Model) and layer.trainable]
+        return model, students[0]
+    teacher = load_keras_file(config.teacher)
+    return distillation_model(model, teacher), model
 
 
 def _tensorboard(run_dir):
