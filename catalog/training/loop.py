@@ -498,14 +498,14 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
                                 skip_batches=start_step, **stream)
         with _ema_kept_running(trained.optimizer), context:
             trained.fit(part, epochs=start_epoch + 1, initial_epoch=start_epoch,
-                      steps_per_epoch=steps_per_epoch - start_step, validation_data=val_ds,
-                      callbacks=fit_callbacks, verbose=verbose, shuffle=False)
+                        steps_per_epoch=steps_per_epoch - start_step, validation_data=val_ds,
+                        callbacks=fit_callbacks, verbose=verbose, shuffle=False)
         start_epoch += 1
     if start_epoch < config.epochs and recorder.diverged is None:
         rest, _ = datasets.load(config.data, epochs=config.epochs, start_epoch=start_epoch, **stream)
         with context:
             trained.fit(rest, epochs=config.epochs, initial_epoch=start_epoch, steps_per_epoch=steps_per_epoch,
-                      validation_data=val_ds, callbacks=fit_callbacks, verbose=verbose, shuffle=False)
+                        validation_data=val_ds, callbacks=fit_callbacks, verbose=verbose, shuffle=False)
     if recorder.diverged is not None:
         epoch, step, loss = recorder.diverged
         raise TrainingDiverged(f"training diverged: the loss was {loss} at step {epoch * steps_per_epoch + step} "
