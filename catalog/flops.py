@@ -4,7 +4,8 @@ By default only convolutions and fully connected layers count (as torchvision's 
 fvcore and the papers' MAC tables do; biases are not counted):
 
 - ``Conv1D/2D/3D``: ``k_h * k_w * C_in / groups * C_out * H_out * W_out`` (dilation changes only the
-  output size, which is taken from the graph);
+  output size, which is taken from the graph); Conv3D multiplies in the time axis too,
+  ``k_t * k_h * k_w * C_in * C_out * T_out * H_out * W_out``;
 - ``DepthwiseConv*``: ``k_h * k_w * C_in * depth_multiplier * H_out * W_out``;
 - ``SeparableConv*``: the depthwise part plus the pointwise ``C_in * depth_multiplier * C_out * H_out * W_out``;
 - ``Conv*Transpose``: ``k_h * k_w * C_in * C_out * H_in * W_in`` (every input pixel scatters a kernel);

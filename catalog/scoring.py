@@ -6,7 +6,8 @@
 Model outputs by task: classification (N, C) probabilities or logits; segmentation (N, H, W, C) scores
 at the label map's size; detection a dict ``{"boxes": (N, K, 4) xyxy pixels, "scores": (N, K),
 "labels": (N, K)}`` (or that tuple), where rows with a negative label or a score <= 0 are padding; restoration
-(N, H * scale, W * scale, C) images in [0, 1] (clipped), scored by PSNR and SSIM against a baseline.
+(N, H * scale, W * scale, C) images in [0, 1] (clipped), scored by PSNR and SSIM against a baseline; video (N, C)
+on clips (N, frames, H, W, C), scored as classification, the report's grids showing each clip's middle frame.
 
 Generative models: :func:`inception_score_of_images` and :func:`fid_of_images` run the catalog's
 ``inception_v3`` (weights from a local file) or any other network over images.
@@ -21,7 +22,7 @@ import time
 
 import numpy as np
 
-TASKS = ("classification", "detection", "segmentation", "restoration")
+TASKS = ("classification", "detection", "segmentation", "restoration", "video", "generation", "embedding", "early_exit")
 
 
 def _load_model(model, num_classes, image_size, weights, channels=3, allow_random_weights=False):
@@ -112,6 +113,22 @@ def _image_size(model_or_name, image_size):
     return None
 
 
+def _clip_size(model, image_size, frames):
+    """(frames, (height, width) or None) of the clips to score a video model on: the arguments, else the model's
+    input (a keras.Model's, or a registered name's card), else 16 frames."""
+    shape = getattr(model, "input_shape", None)
+    if isinstance(model, str):
+        from catalog.registry import get_entry, list_models
+
+        shape = (None, *get_entry(model).input_shape) if model in list_models() else None
+    if not (isinstance(shape, tuple) and len(shape) == 5):
+        shape = (None,) * 5
+    size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size) if image_size else None
+    if size is None and shape[2] and shape[3]:
+        size = (int(shape[2]), int(shape[3]))
+    return int(frames or shape[1] or 16), size
+
+
 def input_settings(model, record=None, preprocessing=None, crop_fraction=None):
     """How to prepare images for ``model``: (preprocessing, crop_fraction, notes).
 
@@ -169,8 +186,9 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
         model: a keras.Model, a path to a ``.keras`` file, or a registered name (built with ``weights``).
         data: a dataset spec for ``catalog.datasets.load`` (``shapes``, ``folder:PATH``, ``coco:...``,
             ``voc:PATH``, ``tfds:NAME``), or an iterable of (images, targets) batches in its layout.
-        task: ``classification``, ``detection``, ``segmentation`` or ``restoration`` (see
-            :func:`_evaluate_restoration`: PSNR and SSIM against the bicubic or noisy input).
+        task: ``classification``, ``detection``, ``segmentation``, ``restoration`` (see
+            :func:`_evaluate_restoration`: PSNR and SSIM against the bicubic or noisy input) or ``video`` (clips
+            scored as classification; ``frames`` in ``load_kwargs``, default the model's).
         out_dir: the report folder (default ``runs/eval-TIMESTAMP``).
         class_names: names in class order (default: the dataset's).
         split: default ``catalog.datasets.evaluation_split(data)`` (a flat class folder is evaluated whole).
@@ -227,6 +245,9 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
         record = read_record(os.path.expanduser(os.fspath(model)))
         model, _ = _load_model(model, None, None, None)
     size = _image_size(model, image_size)
+    video = task == "video"  # clips (N, T, H, W, C), scored as classification
+    if video:
+        load_kwargs["frames"], size = _clip_size(model, image_size, load_kwargs.get("frames"))
     preprocessing, crop_fraction, settings_notes = input_settings(model, record, preprocessing, crop_fraction)
     notes = list(notes or []) + settings_notes
     channels = _channels(model)
@@ -250,7 +271,8 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
         num_batches = min(num_batches or max_batches, max_batches)
     if task == "segmentation" and len(names) and not (class_names and len(class_names)):
         names = ["background", *names]  # generated/annotated masks use 0 for background
-    model, card = _load_model(model, len(names), size, weights, channels, allow_random_weights)
+    build_size = (load_kwargs["frames"], *size) if video and size else size
+    model, card = _load_model(model, len(names), build_size, weights, channels, allow_random_weights)
     if task == "detection" and isinstance(model.output, dict) and "scores" not in model.output:
         from catalog.registry import recipe_of
 
@@ -271,7 +293,8 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
             print(f"note: {note}")
 
     progress = keras.utils.Progbar(num_batches, verbose=1) if verbose and (num_batches or 4) > 3 else None
-    metric = ClassificationMetrics(len(names), names, top_k=(1, 5)) if task == "classification" else None
+    classify = task in ("classification", "video")
+    metric = ClassificationMetrics(len(names), names, top_k=(1, 5)) if classify else None
     if task == "segmentation":
         metric = SegmentationMetrics(len(names), ignore_index=info.get("ignore_label"))
     per_image, samples = [], None
@@ -283,7 +306,8 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
         x = np.asarray(x)
         out = model.predict_on_batch(x)
         n = len(x)
-        if task == "classification":
+        shown = x[:, x.shape[1] // 2] if video else x  # a clip's middle frame in the report's grids
+        if classify:
             scores = np.asarray(out, np.float64)
             if scores.ndim != 2 or scores.shape[1] != len(names):
                 raise ValueError(f"the model outputs {scores.shape[1:]} scores per image but the data has "
@@ -292,7 +316,7 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
                 guess = bool(np.any(scores < 0) or not np.allclose(scores.sum(1), 1, atol=1e-3))
                 metric.from_logits = guess if from_logits is None else from_logits
             metric.update(np.asarray(y), scores)
-            mistakes.update(x, np.asarray(y), scores, from_logits=metric.from_logits)
+            mistakes.update(shown, np.asarray(y), scores, from_logits=metric.from_logits)
             preds, truth = scores.argmax(1), np.asarray(y).reshape(-1)
             seen_classes.update(truth.tolist())
         elif task == "segmentation":
@@ -314,7 +338,7 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
             per_image += [(p["boxes"], p["labels"], p["scores"], t["boxes"], t["labels"]) for p, t in zip(preds, truth)]
         room = num_samples - len(sample["images"])
         if room > 0:
-            sample["images"] += list(x[:room])
+            sample["images"] += list(shown[:room])
             sample["predictions"] += list(preds[:room])
             sample["ground_truth"] += list(truth[:room])
         image_offset += n
@@ -337,15 +361,15 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
     samples = sample if sample["images"] else None
     if samples is not None and task != "detection":
         samples = {k: np.asarray(v) for k, v in samples.items()}
-    if samples is not None and task == "classification":
+    if samples is not None and classify:
         samples["misclassified"] = mistakes.result()
     settings = {"split": split, "batch_size": batch_size, "image_size": list(size) if size else None,
                 "channels": channels, "preprocessing": preprocessing, "crop_fraction": crop_fraction,
-                "max_batches": max_batches}
+                "max_batches": max_batches, **({"frames": load_kwargs["frames"]} if video else {})}
     dataset = {"spec": data if isinstance(data, str) else type(data).__name__, "split": split,
                "examples": image_offset, "class_names": names}
     if max_batches is not None and (count is None or image_offset < count):
-        covered = sorted(set(int(c) for c in seen_classes)) if task == "classification" else None
+        covered = sorted(set(int(c) for c in seen_classes)) if classify else None
         dataset["partial"] = True
         notes.append(f"partial result: {image_offset} of {count if count else 'an unknown number of'} examples "
                      f"(a random sample, seed {seed}, of {max_batches} batches)"
@@ -355,8 +379,9 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
         if verbose:
             print(f"note: {notes[-1]}")
     settings["notes"] = notes
-    write_report(out_dir, task, metrics, names, samples=samples, settings=settings, model=card, dataset=dataset,
-                 seconds=round(seconds, 3), history=history, notes=notes,
+    write_report(out_dir, "classification" if video else task, metrics, names, samples=samples, settings=settings,
+                 model=card, dataset=dataset, seconds=round(seconds, 3), history=history, notes=notes,
+                 extra={"task": "video"} if video else None,
                  title=title or f"{card.get('name', 'model')}: {task} on {dataset['spec']} ({split})")
     return out_dir
 

@@ -13,7 +13,9 @@ Elements by task (images float32 (B, H, W, channels): RGB, or luminance with ``c
   (x_min, y_min, x_max, y_max) of the returned image, padding rows -1; ragged (B, None, ...) when
   ``max_boxes=None``;
 - segmentation: (image, mask int32 (B, H, W)): 0 background, class + 1, 255 ignore;
-- denoising / super_resolution (``shapes`` only): (noisy or low-res image, clean image).
+- denoising / super_resolution (``shapes`` only): (noisy or low-res image, clean image);
+- video (``shapes`` only: ``catalog.datasets.video``'s moving shapes, label = direction of motion): (clips float32
+  (B, frames, H, W, channels), label int32 (B,)).
 
 Pipeline: file listing and a fast validation pass up front (corrupt files skipped, listed in
 ``info["skipped"]``), then shuffle by seed -> parallel decode (AUTOTUNE) -> [cache] -> augment with
@@ -44,7 +46,7 @@ from catalog.datasets import annotations as ann
 from catalog.datasets import images as imgs
 from catalog.datasets import transforms as T
 
-TASKS = ("classification", "detection", "segmentation", "denoising", "super_resolution")
+TASKS = ("classification", "detection", "segmentation", "denoising", "super_resolution", "video")
 AUTOTUNE = tf.data.AUTOTUNE
 # The map functions branch with tf.cond/switch_case explicitly; AutoGraph has nothing to convert.
 _plain = tf.autograph.experimental.do_not_convert
@@ -202,7 +204,8 @@ def _annotation_source(kind, spec_rest, split, task, validate, seed=0, validatio
     return files, len(records), class_names, skipped, masks
 
 
-def _shapes_source(split, task, image_size, seed, num_images, max_objects, preset="", scale=2, noise_std=15.0):
+def _shapes_source(split, task, image_size, seed, num_images, max_objects, preset="", scale=2, noise_std=15.0,
+                   frames=16):
     from catalog.datasets.shapes import PRESETS, make_restoration_pairs, make_shapes
 
     if preset not in PRESETS and preset:
@@ -213,8 +216,10 @@ def _shapes_source(split, task, image_size, seed, num_images, max_objects, prese
     if image_size[0] != image_size[1]:
         raise ValueError(f"image_size must be square for spec 'shapes'; got {image_size!r}.")
     size = int(image_size[0])
-    n = num_images or (2000 if split == "train" else 500)
     data_seed = seed if split == "train" else seed + 1
+    if task == "video":
+        return _video_source(split, size, data_seed, num_images, preset, frames)
+    n = num_images or (2000 if split == "train" else 500)
     if task in ("denoising", "super_resolution"):
         pairs = make_restoration_pairs(n, size, scale=scale, noise_std=noise_std, seed=data_seed)
         x = pairs["noisy"] if task == "denoising" else pairs["low_res"]
@@ -227,6 +232,32 @@ def _shapes_source(split, task, image_size, seed, num_images, max_objects, prese
         "boxes": tf.RaggedTensor.from_row_lengths(np.concatenate(data["boxes"]), lengths),
         "box_labels": tf.RaggedTensor.from_row_lengths(np.concatenate(data["box_labels"]), lengths)})
     return raw, n, data["class_names"]
+
+
+VIDEO_CLIPS = {"train": 512, "val": 128, "validation": 128, "test": 128}
+
+
+def _video_source(split, size, data_seed, num_images, preset, frames):
+    """Moving-shapes clips (``catalog.datasets.video``): 512 for train, 128 for val/test unless ``num_images``."""
+    from catalog.datasets.video import make_moving_shapes
+
+    if preset:
+        raise ValueError(f"spec must be 'shapes' for task 'video' (no presets); got 'shapes:{preset}'.")
+    n = num_images or VIDEO_CLIPS[split]
+    data = make_moving_shapes(n, frames, size, seed=data_seed)
+    raw = tf.data.Dataset.from_tensor_slices({"image": data["clips"], "label": data["labels"]})
+    return raw, n, data["class_names"]
+
+
+def _video_flip(image, label, seed):
+    """A horizontal flip of the whole clip (one coin per clip) with the label mirrored (left <-> right) among the
+    loader's four directions."""
+    from catalog.datasets.video import hflip_labels
+
+    def flip():
+        return tf.reverse(image, axis=[2]), tf.gather(tf.constant(hflip_labels(4)), label)
+
+    return tf.cond(T._coin(seed), flip, lambda: (image, label))
 
 
 def _tfds_builder(name, data_dir):
@@ -357,7 +388,11 @@ def _augment_fn(task, image_size, jitter=True):
         image, mask = T.resize_with_targets(image, image_size, mask=mask)
         return {"image": T.color_jitter(image, s[2]) if jitter else image, "mask": mask}
 
-    return {"classification": classify, "detection": detect, "segmentation": segment}[task]
+    def video(e, seed):  # clips are generated at the output size: only the label-keeping flip
+        image, label = _video_flip(e["image"], e["label"], seed)
+        return {**e, "image": image, "label": label}
+
+    return {"classification": classify, "detection": detect, "segmentation": segment, "video": video}[task]
 
 
 def _restoration_pairs(task, image_size, scale, noise_std, seed):
@@ -405,6 +440,8 @@ def _restoration_pairs(task, image_size, scale, noise_std, seed):
 def _eval_fn(task, image_size, crop_fraction):
     def fn(e):
         image = e["image"]  # uint8: the resize reads it directly and returns float32 (no full-size cast)
+        if task == "video":  # generated at the output size
+            return {**e, "image": tf.cast(image, tf.float32)}
         if task == "classification":
             return {**e, "image": T.resize_short_then_center_crop(image, image_size, crop_fraction)}
         if task == "detection":
@@ -436,7 +473,7 @@ def _output_fn(task, preprocessing, max_boxes, channels=3):
 
     def fn(e):
         image = look(e["image"])
-        if task == "classification":
+        if task in ("classification", "video"):
             return image, tf.cast(e["label"], tf.int32)
         if task == "segmentation":
             return image, tf.cast(e["mask"], tf.int32)
@@ -581,7 +618,7 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
          crop_fraction: float = 0.875, color_jitter: bool = True,
          validate: str = "fast", num_images: int | None = None, max_objects: int | None = None,
          drop_remainder: bool = False, channels: int = 3, epochs: int | None = None, start_epoch: int = 0,
-         skip_batches: int = 0, targets=None, scale: int = 2, noise_std: float = 15.0):
+         skip_batches: int = 0, targets=None, scale: int = 2, noise_std: float = 15.0, frames: int = 16):
     """Build a batched tf.data pipeline for ``spec``; returns (dataset, info).
 
     Args:
@@ -640,13 +677,16 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         scale, noise_std: the generated ``shapes`` restoration pairs (``make_restoration_pairs``): the
             super-resolution factor (the low-res input is ``image_size / scale``) and the denoising noise's
             standard deviation in 0..255 units.
+        frames: frames per clip of the generated ``shapes`` video data (task ``video``: 512 train and 128
+            val/test clips of one shape moving left, right, up or down, ``catalog.datasets.video``; ``augment``
+            flips whole clips horizontally and swaps the left/right labels with them).
 
     Returns:
         (tf.data.Dataset, info dict): ``class_names``, ``num_classes``, ``task``, ``count`` (examples
         before skipping in the pipeline), ``skipped`` (files skipped, sorted), ``skipped_reasons``, ``spec``,
         ``split``, ``image_size``, ``channels``, ``preprocessing``, ``box_format`` and ``box_units`` (detection),
         ``ignore_label`` (segmentation), ``steps_per_epoch`` (batches per epoch, as above), ``epochs``,
-        ``start_epoch`` and ``skip_batches`` (as given; ``epochs`` None without a stream).
+        ``start_epoch`` and ``skip_batches`` (as given; ``epochs`` None without a stream), ``frames`` (video).
     """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"spec must be 'tfds:NAME', 'folder:PATH', 'coco:ANN.json:IMAGES', 'voc:PATH' or "
@@ -693,6 +733,11 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
     if task == "detection" and kind == "folder":
         raise ValueError(f"spec 'folder:' holds classification or segmentation data (images/ and masks/); use "
                          f"coco:, voc:, tfds: or shapes for task {task!r}.")
+    if task == "video":
+        if kind != "shapes":
+            raise ValueError(f"task 'video' needs spec 'shapes' (generated moving-shapes clips); got {spec!r}.")
+        if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 2:
+            raise ValueError(f"frames must be an integer >= 2; got {frames!r}.")
     if kind in ("coco", "voc") and task not in ("detection", "segmentation"):
         raise ValueError(f"spec '{kind}:' gives task 'detection' or 'segmentation'; got task {task!r}.")
 
@@ -719,7 +764,7 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         raw = _file_dataset(files, **files["columns"])
     elif kind == "shapes":
         raw, count, class_names = _shapes_source(split, task, size, seed, num_images, max_objects, rest, scale,
-                                                 noise_std)
+                                                 noise_std, frames)
     elif kind == "tfds" and rest:
         raw, count, class_names, decode = _tfds_source(rest, split, task, data_dir, lazy=epochs is not None)
     else:
@@ -818,6 +863,8 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
             "ignore_label": ann.IGNORE_LABEL if task == "segmentation" else None,
             "steps_per_epoch": int(steps_per_epoch), "epochs": epochs, "start_epoch": start_epoch,
             "skip_batches": skip_batches}
+    if task == "video":
+        info["frames"] = int(frames)
     if task == "detection":
         info["box_format"] = "xyxy"  # (x_min, y_min, x_max, y_max), as catalog.evaluation names it
         info["box_units"] = "pixels of the returned image; padding rows -1"

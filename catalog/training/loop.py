@@ -329,7 +329,9 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
         raise ValueError(f"task_options apply to task models (detection, segmentation, ...); the model is a "
                          f"classifier, got task_options {config.task_options!r}.")
     shape = tuple(probe.input_shape[1:]) if probe is not None else None
-    size = config.image_size or (shape[0] if shape and shape[0] else None) or (entry.input_shape[0] if entry else 224)
+    # the height: (H, W, C) images, (T, H, W, C) video clips
+    size = config.image_size or (shape[-3] if shape and shape[-3] else None) or (
+        entry.input_shape[-3] if entry else 224)
     channels = (shape[-1] if shape else None) or (entry.input_shape[-1] if entry else 3)
     from catalog.models.classifier import ends_in_softmax, has_builtin_preprocessing
 
@@ -367,6 +369,9 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
         if config.image_size is None and shape and shape[0]:  # a fixed-size model: the clean images' size
             size = int(shape[0]) * int(data_options.get("scale", 1))
 
+    if data_task == "video":  # the clip length of the model (a .keras file's) or of its card
+        frames = (shape[0] if shape and len(shape) == 4 else None) or (entry.input_shape[0] if entry else None)
+        data_options.update({"frames": frames} if frames else {})
     data_options.update(config.data_options)
     load = dict(task=data_task, image_size=size, batch_size=global_batch, preprocessing=preprocessing,
                 channels=channels, seed=config.seed, **data_options)
