@@ -92,7 +92,8 @@ CUSTOM_OBJECT_MODULES = ("catalog.blocks.layers", "catalog.blocks.shuffle", "cat
                          "catalog.blocks.boxes", "catalog.models.alexnet", "catalog.models.retinanet",
                          "catalog.models.ssd", "catalog.blocks.segmentation", "catalog.training.segmentation_losses",
                          "catalog.training.schedules", "catalog.training.optim", "catalog.training.losses",
-                         "catalog.models.restoration")
+                         "catalog.models.restoration", "catalog.training.gan", "catalog.training.distill",
+                         "catalog.models.embedding", "catalog.training.metric_losses")
 
 
 def read_record(path) -> dict | None:

@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-TASKS = ("classification", "detection", "segmentation", "restoration")
+TASKS = ("classification", "detection", "segmentation", "restoration", "embedding", "generation")
 MAX_MISCLASSIFIED = 16  # images in the misclassified grid
 
 
@@ -362,6 +362,8 @@ def misclassified_summary(metrics: dict, class_names, samples) -> dict | None:
 def figures_for(task: str, metrics: dict, class_names, samples=None) -> list[tuple[str, str]]:
     """(caption, base64 PNG) pairs for a task's report."""
     figs = []
+    if task == "generation":
+        return generation_figures(metrics, samples)
     if task == "classification":
         figs.append(("Confusion matrix", plot_confusion_matrix(metrics["confusion_matrix"], class_names)))
         if "pr" in metrics:
@@ -377,6 +379,8 @@ def figures_for(task: str, metrics: dict, class_names, samples=None) -> list[tup
             figs.append(("Precision-recall per class (IoU 0.50, all areas, 100 detections)", plot_curves(
                 [curves["recall"]] * len(class_names), curves["precision"], class_names, "recall", "precision",
                 "Precision-recall at IoU 0.50", metrics.get("per_class_ap50"), "AP50")))
+    elif task == "embedding":
+        figs += embedding_figures(metrics)
     elif task == "segmentation":
         figs.append(("IoU per class", plot_bars(metrics["iou"], class_names, "IoU", "IoU per class")))
         if "confusion_matrix" in metrics:
@@ -618,6 +622,10 @@ def history_figures(table: dict) -> list[tuple[str, str]]:
 # ------------------------------------------------------------------------------------------ tables
 def summary_rows(task: str, metrics: dict) -> list[tuple[str, float]]:
     """The headline numbers of a task as (name, value)."""
+    if task == "generation":
+        return generation_summary_rows(metrics)
+    if task == "embedding":
+        return embedding_summary_rows(metrics)
     if task == "classification":
         rows = [(name.replace("top", "top-") + " accuracy", v) for name, v in metrics["top_k"].items()]
         rows += [(f"{avg} {k}", metrics[avg][k]) for avg in ("macro", "weighted") for k in ("precision", "recall", "f1")]
@@ -642,6 +650,10 @@ RESTORATION_KEYS = ("psnr_y", "ssim_y", "psnr_rgb", "ssim_rgb")
 
 
 def per_class_table(task: str, metrics: dict, class_names) -> tuple[list[str], list[list]]:
+    if task == "generation":  # the classes the scoring classifier sees among the samples and the real images
+        return generation_table(metrics, class_names)
+    if task == "embedding":  # no classes: verification rates at the requested FARs
+        return embedding_table(metrics)
     if task == "restoration":  # no classes: the model against its baseline
         keys = [k for k in RESTORATION_KEYS if k in metrics]
         header = ["images", *(f"{k.split('_')[0].upper()} {k.split('_')[1].upper()}" for k in keys)]
@@ -700,7 +712,8 @@ def write_report(out_dir: str, task: str, metrics: dict, class_names, samples: d
     """Write ``report.json``, ``report.md`` and ``report.html`` into ``out_dir``; return ``out_dir``.
 
     Args:
-        task: "classification", "detection", "segmentation" or "restoration".
+        task: "classification", "detection", "segmentation", "restoration" or "embedding" (metrics:
+            ``catalog.evaluation.verification_metrics``; no classes, ``class_names`` may be empty).
         metrics: the task's result dict (``classification_report``, ``coco_evaluate`` plus optional
             ``per_class_ap``/``per_class_ap50``/``per_class_gt``/``pr_curves``, ``SegmentationMetrics.result``;
             restoration: ``psnr_y``, ``ssim_y``, [``psnr_rgb``, ``ssim_rgb``], ``baseline`` (the same keys),
@@ -779,7 +792,7 @@ def write_report(out_dir: str, task: str, metrics: dict, class_names, samples: d
     md += [f"- {_md(k)}: {_md(v)}" for k, v in info]
     md += ["", "## Summary", "", "| metric | value |", "|---|---|"]
     md += [f"| {_md(k)} | {_fmt(v)} |" for k, v in summary]
-    per_class = "Model and baseline" if task == "restoration" else "Per class"
+    per_class = {"restoration": "Model and baseline", "embedding": "TAR at FAR"}.get(task, "Per class")
     md += ["", f"## {per_class}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(_md(c) if i == 0 else _fmt(c) for i, c in enumerate(row)) + " |" for row in rows]
     if task == "classification":
@@ -878,6 +891,127 @@ def detection_report_metrics(coco_result: dict, class_ids=None) -> dict:
                pr_curves={"recall": np.asarray(details["recall_thresholds"]),
                           "precision": [np.where(c > -1, c, np.nan) for c in ap50.T]})
     return out
+
+
+# ------------------------------------------------------------------------------------------ early exits
+def write_early_exit_section(out_dir: str, summary: dict) -> None:
+    """Append an "Early exits" section to the ``report.md`` and ``report.html`` that :func:`write_report` wrote in
+    ``out_dir`` (``catalog.models.early_exit.evaluate_early_exit``'s summary; report.json holds it in
+    ``metrics["early_exit"]``): per exit its threshold, accuracy, share of samples, accuracy of those that left there
+    and MACs, then the early-exit accuracy, expected relative cost and the measured batch-1 latencies."""
+    head = ["exit", "entropy threshold", "accuracy (all samples)", "share leaving here", "accuracy of those",
+            "MACs to leave here"]
+    rows = [[name, summary["thresholds"][k], summary["exit_accuracy"][k], summary["share"][k],
+             summary["accuracy_of_exited"][k], summary["macs"][k]] for k, name in enumerate(summary["exits"])]
+    lines = [f"early-exit accuracy {_fmt(summary['early_exit_accuracy'])} against the final exit's "
+             f"{_fmt(summary['final_accuracy'])}; {_fmt(summary['share_early'])} of the samples leave early; "
+             f"expected cost {_fmt(summary['relative_cost'])} of the full network's {summary['full_network_macs']:,} "
+             f"MACs; thresholds: {summary['threshold_source']} (tolerance {_fmt(summary['tolerance'])})."]
+    latency = summary.get("latency")
+    if latency:
+        lines.append(f"batch-1 latency ({latency['device']}, median of {latency['repeats']} passes over "
+                     f"{latency['images']} images): early exit {latency['early_exit_ms']:.3f} ms, full network "
+                     f"{latency['full_network_ms']:.3f} ms per image, speed-up {latency['speedup']:.2f}x.")
+    md = ["", "## Early exits", "", *[_md(line) + "\n" for line in lines],
+          "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    md += ["| " + " | ".join(_md(c) if i == 0 else _fmt(c) for i, c in enumerate(row)) + " |" for row in rows]
+    with open(os.path.join(out_dir, "report.md"), "a", encoding="utf-8") as f:
+        f.write("\n".join(md) + "\n")
+    esc = html.escape
+    table = ["<table>", "<thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead>", "<tbody>"]
+    table += ["<tr>" + "".join(f"<td>{esc(str(c)) if i == 0 else esc(_fmt(c))}</td>" for i, c in enumerate(row))
+              + "</tr>" for row in rows]
+    section = "\n".join(['<h2 id="early-exits">Early exits</h2>', *[f"<p>{esc(line)}</p>" for line in lines],
+                          *table, "</tbody>", "</table>"])
+    path = os.path.join(out_dir, "report.html")
+    with open(path, encoding="utf-8") as f:
+        page = f.read()
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(page.replace("</body>", section + "\n</body>", 1))
+
+
+# ------------------------------------------------------------------------------------------ embedding (verification)
+def embedding_summary_rows(metrics: dict) -> list[tuple[str, float]]:
+    """Headline numbers of ``catalog.evaluation.verification_metrics``: AUC, EER, best-threshold accuracy with its
+    FAR/FRR, TAR at each FAR, recall@K."""
+    rows = [("ROC AUC (all pairs)", metrics["auc"]), ("equal error rate", metrics["eer"]),
+            (f"best-threshold accuracy (distance <= {metrics['best_threshold']:.4f})", metrics["best_accuracy"]),
+            ("FAR at the best threshold", metrics["far_at_best"]),
+            ("FRR at the best threshold", metrics["frr_at_best"])]
+    rows += [(f"TAR at FAR {float(far):g}", v["tar"]) for far, v in metrics["tar_at_far"].items()]
+    return rows + [(f"recall@{k}", v) for k, v in metrics["recall_at_k"].items()]
+
+
+def embedding_table(metrics: dict) -> tuple[list[str], list[list]]:
+    return (["requested FAR", "TAR", "FAR reached", "distance threshold"],
+            [[f"{float(far):g}", v["tar"], v["far"], v["threshold"]] for far, v in metrics["tar_at_far"].items()])
+
+
+def embedding_figures(metrics: dict) -> list[tuple[str, str]]:
+    roc = metrics["roc"]
+    return [("ROC of pair verification (accept a pair when its distance is at most the threshold)", plot_curves(
+        [roc["far"]], [roc["tar"]], ["all pairs"], "false positive rate", "true positive rate", "ROC (FAR, TAR)",
+        [metrics["auc"]], "AUC"))]
+
+
+# ------------------------------------------------------------------------------------------ generation
+MAX_EPOCH_GRIDS = 10  # per-epoch sample grids shown (evenly spaced, with the last)
+
+
+def generation_summary_rows(metrics: dict) -> list[tuple[str, float]]:
+    """Headline numbers of ``catalog.models.generation.evaluate_generation``: images scored, the Inception Score
+    of the samples and of real images, FID between them (None when no classifier was named)."""
+    rows = [("images scored", metrics["num_images"])]
+    if metrics.get("inception_score") is None:
+        return rows + [("Inception Score (no classifier named)", None)]
+    return rows + [
+        (f"Inception Score of the samples (classifier {metrics['classifier']}, {metrics['splits']} splits)",
+         metrics["inception_score"]), ("  its std over the splits", metrics["inception_score_std"]),
+        ("Inception Score of real images", metrics["real_inception_score"]),
+        (f"FID samples vs real images (features: {metrics['feature_layer']})", metrics["fid"])]
+
+
+def generation_table(metrics: dict, class_names) -> tuple[list[str], list[list]]:
+    header = ["class (as the classifier sees it)", "share of samples", "share of real images"]
+    if "sample_class_share" not in metrics:
+        return header, []
+    return header, [[name, s, r] for name, s, r in zip(class_names, metrics["sample_class_share"],
+                                                         metrics["real_class_share"])]
+
+
+def _grid_png(images, columns: int = 8) -> str:
+    """Base64 PNG of (N, H, W, C) images in [-1, 1] tiled ``columns`` wide."""
+    from PIL import Image
+
+    x = np.round((np.clip(np.asarray(images, np.float32), -1, 1) + 1) * 127.5).astype(np.uint8)
+    x = np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+    n, h, w, _ = x.shape
+    columns = max(1, min(columns, n))
+    rows = -(-n // columns)
+    grid = np.full((rows * (h + 2) + 2, columns * (w + 2) + 2, 3), 255, np.uint8)
+    for k in range(n):
+        r, q = divmod(k, columns)
+        grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + q * (w + 2):2 + q * (w + 2) + w] = x[k]
+    buf = io.BytesIO()
+    Image.fromarray(grid).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def generation_figures(metrics: dict, samples: dict | None) -> list[tuple[str, str]]:
+    """The final samples and the per-epoch grids (``samples["epoch_grids"]``: PNG paths ``.../epoch_NNN.png``)."""
+    figs = []
+    if samples is not None and len(samples.get("images", [])):
+        figs.append((f"Samples (seed {metrics.get('seed', 0)})", _grid_png(samples["images"])))
+    paths = list((samples or {}).get("epoch_grids") or [])
+    if len(paths) > MAX_EPOCH_GRIDS:
+        keep = np.unique(np.linspace(0, len(paths) - 1, MAX_EPOCH_GRIDS).round().astype(int))
+        paths = [paths[k] for k in keep]
+    for path in paths:
+        with open(path, "rb") as f:
+            epoch = os.path.splitext(os.path.basename(path))[0].split("_")[-1].lstrip("0") or "0"
+            figs.append((f"Samples after epoch {epoch} (the same noise every epoch)",
+                         base64.b64encode(f.read()).decode("ascii")))
+    return figs
 
 
 __all__ = ["write_report", "to_jsonable", "detection_report_metrics", "figures_for", "MisclassifiedCollector",

@@ -94,3 +94,11 @@ def test_models_md_is_current(monkeypatch):
         assert f"| {name} |" in shipped
     timed = bench.read_csv(bench.CPU_CSV)
     assert timed and all(f"| {name} |" in shipped for name in timed)
+    with open(bench.README, encoding="utf-8") as f:
+        readme = f.read()
+    assert readme == bench.readme_with_architectures(readme), (
+        "README.md's architecture table is out of date: run python -m catalog.benchmark --write-models-md")
+    table = readme[readme.index(bench.README_MARKERS[0]):readme.index(bench.README_MARKERS[1])]
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ") and " | " in line]
+    listed = [name for row in rows[1:] for name in row[2].split(", ")]  # past the header
+    assert sorted(listed) == registry.list_models()

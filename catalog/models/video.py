@@ -67,12 +67,6 @@ def load_weights(model, weights):
     return load(model, weights)
 
 
-def ends_in_softmax(model) -> bool:
-    """Whether the model's output is softmax probabilities (else logits)."""
-    activation = getattr(model.layers[-1], "activation", None)
-    return getattr(activation, "__name__", "") == "softmax"
-
-
 def video_recipe(model, label_smoothing: float = 0.0) -> TrainingRecipe:
     """Training recipe of a video classifier: sparse categorical cross-entropy on its output (probabilities or
     logits, as the model ends), accuracy; trains on ``catalog.datasets`` task ``video`` (clips, int labels).
@@ -81,6 +75,7 @@ def video_recipe(model, label_smoothing: float = 0.0) -> TrainingRecipe:
         model: a clip classifier with (N, classes) output.
         label_smoothing: label smoothing of the cross-entropy (Szegedy et al. 2016).
     """
+    from catalog.models.classifier import ends_in_softmax
     from catalog.training.optim import SparseCrossentropy
 
     if isinstance(label_smoothing, bool) or not isinstance(label_smoothing, (int, float)) or \
