@@ -295,6 +295,96 @@ def read_csv(path: str) -> dict:
         return {}
 
 
+# ------------------------------------------------------------------------------------------ per-layer profile
+def _group(name: str) -> str:
+    """A layer's group: its name up to the first ``_`` (``stage3_block2_conv1`` -> ``stage3``); a nested
+    model's layers (``backbone/...``) group under the nested model."""
+    return name.split("/")[0] if "/" in name else name.split("_")[0]
+
+
+def layer_profile(model, input_shape=None, latency: bool = False, repeats: int = 10, warmup: int = 2) -> dict:
+    """The per-layer numbers of the mobile slimming recipe (profile, then shrink input, width and depth):
+    ``{"layers": catalog.flops.layer_table rows, "groups": [...], "total": {...}}``. Groups are consecutive
+    layers sharing a name prefix (:func:`_group`), with their parameters, MACs and activation memory, and with
+    ``latency=True`` their measured CPU latency at batch 1: the median time of the model cut after the group
+    minus that of the model cut after the group before (``keras.Model(inputs, the group's last output)``; in a
+    graph whose paths cross a group boundary the split is approximate, the total is not).
+
+    Args:
+        model: a registered name (built at its card's input, or ``input_shape``) or a functional keras.Model.
+        input_shape: (H, W, C) without the batch; default the model's own.
+        latency: also time the groups (``repeats`` timed rounds after ``warmup``, medians in ms).
+    """
+    import keras
+    import numpy as np
+
+    from catalog.flops import layer_table
+    from catalog.registry import create_model
+
+    if isinstance(model, str):
+        model = create_model(model, **({"input_shape": tuple(input_shape)} if input_shape else {}))
+        input_shape = None
+    for option, value in (("repeats", repeats), ("warmup", warmup)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < (1 if option == "repeats" else 0):
+            raise ValueError(f"{option} must be a {'positive' if option == 'repeats' else 'non-negative'} "
+                             f"integer; got {value!r}.")
+    rows = layer_table(model, input_shape)
+    groups = []
+    for row in rows:
+        key = _group(row["name"])
+        if not groups or groups[-1]["group"] != key:
+            groups.append({"group": key, "layers": 0, "params": 0, "macs": 0, "activation_bytes": 0,
+                           "last": row["name"]})
+        group = groups[-1]
+        group["layers"] += 1
+        group["params"] += row["params"]
+        group["macs"] += row["macs"]
+        group["activation_bytes"] += row["activation_bytes"]
+        group["last"] = row["name"]
+    total = {key: sum(g[key] for g in groups) for key in ("layers", "params", "macs", "activation_bytes")}
+    if latency:
+        shape = tuple(input_shape) if input_shape else tuple(model.input_shape[1:])
+        x = np.random.default_rng(0).random((1, *shape)).astype("float32")
+        cuts = []
+        for group in groups:
+            name = group["last"].split("/")[0]
+            cuts.append(keras.Model(model.inputs, model.get_layer(name).output) if name in
+                        {layer.name for layer in model.layers} else None)
+        calls = [(lambda m=m: m.predict_on_batch(x)) for m in cuts if m is not None]
+        _, times = _timed(calls, warmup, repeats)
+        medians = iter(statistics.median(t) for t in times)
+        previous = 0.0
+        for group, cut in zip(groups, cuts):
+            if cut is None:
+                group["latency_ms"] = None
+                continue
+            now = next(medians)
+            group["latency_ms"] = round(max(now - previous, 0.0), 3)
+            previous = now
+        total["latency_ms"] = round(previous, 3)
+    for group in groups:
+        del group["last"]
+    return {"layers": rows, "groups": groups, "total": total}
+
+
+def profile_text(profile: dict) -> str:
+    """:func:`layer_profile` as the two tables ``catalog info NAME --layers`` prints."""
+    lines = [f"{'layer':44s} {'class':22s} {'output':>18s} {'params':>10s} {'MACs':>12s} {'act KiB':>9s}"]
+    for row in profile["layers"]:
+        shape = "x".join(str(d) for d in row["output_shape"])
+        lines.append(f"{row['name'][:44]:44s} {row['class'][:22]:22s} {shape:>18s} {row['params']:>10,} "
+                     f"{row['macs']:>12,} {row['activation_bytes'] / 1024:>9.1f}")
+    timed = "latency_ms" in profile["total"]
+    lines += ["", f"{'group':24s} {'layers':>6s} {'params':>12s} {'MACs':>14s} {'act KiB':>10s}"
+              + (f" {'ms b1':>8s}" if timed else "")]
+    for g in [*profile["groups"], {"group": "total", **profile["total"]}]:
+        ms = g.get("latency_ms")
+        lines.append(f"{g['group'][:24]:24s} {g['layers']:>6} {g['params']:>12,} {g['macs']:>14,} "
+                     f"{g['activation_bytes'] / 1024:>10.1f}" + ((f" {ms:>8.3f}" if ms is not None else
+                                                                  f" {'-':>8s}") if timed else ""))
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------------------------------ the model-zoo table
 
 

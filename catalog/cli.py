@@ -69,6 +69,14 @@ def cmd_list(args):
 
 
 def cmd_info(args):
+    if args.layers:
+        _quiet_tensorflow()
+        from catalog.benchmark import layer_profile, profile_text
+
+        print(profile_text(layer_profile(args.name, input_shape=args.input_shape, latency=args.latency)))
+        return
+    if args.latency or args.input_shape:
+        raise ValueError("--latency and --input-shape go with --layers.")
     card = next(iter(_cards(args.name) or []), None)
     if card is None or card["name"] != args.name:
         _quiet_tensorflow()
@@ -281,6 +289,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("info", help="print a model's card: params, MACs, input shape, paper")
     p.add_argument("name")
+    p.add_argument("--layers", action="store_true",
+                   help="a per-layer profile instead: output shape, params, MACs, activation memory per layer "
+                        "and per layer group")
+    p.add_argument("--latency", action="store_true", help="with --layers: measured CPU latency per group (b1)")
+    p.add_argument("--input-shape", type=_shape, help="with --layers: H,W,C (default: the card's)")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("summary", help="print the Keras summary of a model")

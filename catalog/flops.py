@@ -104,7 +104,7 @@ def _walk(model, inputs, records: list, prefix: str, include_elementwise: bool):
             return _walk(op, args[0], records, f"{name}/", include_elementwise)
         outputs = op.compute_output_spec(*args, **kwargs)
         macs = _layer_macs(op, _shapes((args, kwargs)), _shapes(outputs), include_elementwise)
-        records.append((name, type(op).__name__, int(macs)))
+        records.append((name, type(op).__name__, int(macs), _shapes(outputs), op))
         return outputs
 
     if isinstance(model, keras.Sequential):
@@ -149,7 +149,28 @@ def layer_macs(model, input_shape=None, include_elementwise: bool = False) -> li
         raise ValueError(f"model must be a keras.Model; got {type(model).__name__}.")
     records: list = []
     _walk(model, _input_specs(model, input_shape), records, "", include_elementwise)
-    return records
+    return [record[:3] for record in records]
+
+
+def layer_table(model, input_shape=None) -> list[dict]:
+    """Every call of ``model``'s graph at batch 1, in order: ``name``, ``class``, ``output_shape`` (the first
+    output, without the batch), ``params`` (the layer's weights, counted at its first call), ``macs`` (conv and
+    FC, as :func:`count_macs`) and ``activation_bytes`` (its outputs in float32): the numbers a per-layer
+    profile starts from (``catalog info NAME --layers``)."""
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"model must be a keras.Model; got {type(model).__name__}.")
+    records: list = []
+    _walk(model, _input_specs(model, input_shape), records, "", False)
+    rows, counted = [], set()
+    for name, kind, macs, shapes, op in records:
+        params = 0
+        if id(op) not in counted and isinstance(op, keras.layers.Layer):
+            counted.add(id(op))
+            params = int(sum(math.prod(w.shape) for w in op.weights))
+        rows.append({"name": name, "class": kind, "output_shape": tuple(shapes[0][1:]) if shapes else (),
+                     "params": params, "macs": int(macs),
+                     "activation_bytes": 4 * sum(math.prod(int(d) for d in s[1:]) for s in shapes)})
+    return rows
 
 
 def count_macs(model, input_shape=None, include_elementwise: bool = False) -> int:

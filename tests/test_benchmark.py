@@ -102,3 +102,21 @@ def test_models_md_is_current(monkeypatch):
     rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| ") and " | " in line]
     listed = [name for row in rows[1:] for name in row[2].split(", ")]  # past the header
     assert sorted(listed) == registry.list_models()
+
+
+def test_the_layer_profile_adds_up_to_the_card_and_times_every_group(capsys):
+    model = catalog.create_model("resnet20", width=8, depths=(1, 1, 1))
+    profile = bench.layer_profile(model, latency=True, repeats=2, warmup=0)
+    from catalog.flops import count_macs
+
+    assert profile["total"]["params"] == model.count_params()  # trainable and BatchNorm statistics
+    assert profile["total"]["macs"] == count_macs(model)
+    assert [g["group"] for g in profile["groups"]] == ["stem", "stage1", "stage2", "stage3", "head", "predictions"]
+    stem = profile["layers"][0]
+    assert stem["output_shape"] == (32, 32, 8) and stem["macs"] == 3 * 3 * 3 * 8 * 32 * 32
+    assert stem["activation_bytes"] == 4 * 32 * 32 * 8
+    assert all(g["latency_ms"] >= 0 for g in profile["groups"]) and profile["total"]["latency_ms"] > 0
+    assert main(["info", "resnet20", "--layers"]) == 0
+    out = capsys.readouterr().out
+    assert "stage3_block1_conv1_conv" in out and out.rstrip().splitlines()[-1].startswith("total")
+    assert main(["info", "resnet20", "--latency"]) == 1
