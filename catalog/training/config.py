@@ -50,6 +50,7 @@ class TrainConfig:
     reference_batch: int = 256
     momentum: float = 0.9
     nesterov: bool = False
+    beta_1: float | None = None          # Adam/AdamW first-moment decay (default Keras' 0.9; DCGAN uses 0.5)
     weight_decay: float | None = None   # decoupled; default 5e-5 (sgd), 0.05 (adamw), 0 otherwise
     decay_norm_and_bias: bool = False   # weight decay on BatchNorm and bias weights too
     layer_decay: float = 1.0            # LR x layer_decay^(stages after it) per stage: smaller towards the input
@@ -115,6 +116,11 @@ def validate(config: TrainConfig) -> TrainConfig:
             config.bn_momentum, (int, float)) or not 0 <= config.bn_momentum < 1):
         raise ValueError(f"bn_momentum must be in [0, 1), e.g. 0.9 for a short run from scratch, or None (the "
                          f"model's); got {config.bn_momentum!r}.")
+    if config.beta_1 is not None and (isinstance(config.beta_1, bool) or not isinstance(config.beta_1, (int, float))
+                                      or not 0 <= config.beta_1 < 1):
+        raise ValueError(f"beta_1 must be in [0, 1) (Adam's first-moment decay), or None; got {config.beta_1!r}.")
+    if config.beta_1 is not None and config.optimizer not in ("adam", "adamw"):
+        raise ValueError(f"beta_1 is an Adam/AdamW setting; the optimizer is {config.optimizer!r}.")
     if config.ema is not None and not 0 < config.ema < 1:
         raise ValueError(f"ema must be a decay in (0, 1), e.g. 0.999, or None; got {config.ema!r}.")
     if config.task is not None:

@@ -51,10 +51,10 @@ def make_optimizer(config: TrainConfig, learning_rate, model=None):
                    for name, cls in LAYER_SCALED.items()}
     if config.optimizer == "sgd":
         optimizer = classes["sgd"](momentum=config.momentum, nesterov=config.nesterov, **common)
-    elif config.optimizer == "adam":
-        optimizer = classes["adam"](**common)
-    elif config.optimizer == "adamw":
-        optimizer = classes["adamw"](**{**common, "weight_decay": decay})
+    elif config.optimizer in ("adam", "adamw"):
+        betas = {} if config.beta_1 is None else {"beta_1": float(config.beta_1)}
+        optimizer = classes[config.optimizer](**{**common, **betas, **(
+            {"weight_decay": decay} if config.optimizer == "adamw" else {})})
     else:
         optimizer = classes["rmsprop"](momentum=config.momentum, **common)
     if decay and model is not None and not config.decay_norm_and_bias:

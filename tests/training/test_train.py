@@ -17,7 +17,7 @@ import pytest
 
 import catalog
 from catalog.saving import load_model, read_record
-from catalog.training.config import TrainConfig, validate
+from catalog.training.config import TrainConfig, make_config, validate
 from catalog.training.optim import SparseCrossentropy, make_optimizer, no_decay_variables
 from helpers import run_cli
 
@@ -153,6 +153,16 @@ def test_weight_decay_skips_batchnorm_and_biases():
         np.testing.assert_allclose(w.numpy(), expected, rtol=1e-6, err_msg=w.path)
     names = {w.path.split("/")[-1] for w in no_decay_variables(model)}
     assert names == {"gamma", "beta", "bias"}
+
+
+def test_beta_1_reaches_adam_and_adamw_and_only_them():
+    for name in ("adam", "adamw"):
+        assert make_optimizer(make_config({"optimizer": name, "beta_1": 0.5}), 1e-3).beta_1 == 0.5
+    assert make_optimizer(make_config({"optimizer": "adam"}), 1e-3).beta_1 == 0.9  # Keras' default
+    with pytest.raises(ValueError, match="beta_1 is an Adam/AdamW setting; the optimizer is 'sgd'"):
+        make_config({"optimizer": "sgd", "beta_1": 0.5})
+    with pytest.raises(ValueError, match=r"beta_1 must be in \[0, 1\)"):
+        make_config({"optimizer": "adam", "beta_1": 1.0})
 
 
 @pytest.mark.jax
