@@ -34,7 +34,7 @@ def _case(name):
 def test_odd_input_size_above_minimum_builds_and_runs(name):
     entry = get_entry(name)
     size = odd_size(name)
-    shape = (size, size, entry.input_shape[2])
+    shape = (*entry.input_shape[:-3], size, size, entry.input_shape[-1])  # video clips keep their frames
     # Over HEAVY_PARAMS (VGG's fully connected head, wide_resnet101_2): the backbone alone, where sizes bite.
     heavy = (entry.reference_params or 0) > HEAVY_PARAMS and entry.task == "classification"
     kwargs = dict(include_top=False, pooling="avg") if heavy else dict(num_classes=3)
@@ -47,11 +47,15 @@ def test_odd_input_size_above_minimum_builds_and_runs(name):
         assert re.fullmatch(r"input_shape [^\n]+\.", message) and ". " not in message, message
         catalog.create_model(name, input_shape=entry.input_shape, **kwargs)  # the rule accepts the default
         return
-    x = np.random.default_rng(0).standard_normal((1, *shape)).astype("float32")
-    out = np.asarray(model(x, training=False))
+    batch = 2 if entry.task == "embedding" else 1  # a siamese network pairs image i with image i + B/2
+    x = np.random.default_rng(0).standard_normal((batch, *shape)).astype("float32")
+    out = model(x, training=False)
+    out = np.asarray(out[-1] if isinstance(out, (list, tuple)) else out)  # early exits: the final one
     expected = (1, size, size, 3) if entry.task == "segmentation" else (1, 3)  # logits at the input size
     if entry.task == "restoration":
         scale = out.shape[1] // size
-        expected = (1, size * scale, size * scale, shape[2])
+        expected = (1, size * scale, size * scale, shape[-1])
+    if entry.task == "embedding":  # a pair distance, or an embedding per image
+        expected = (1,) if len(model.output.shape) == 1 else (2, int(model.output.shape[-1]))
     assert out.shape == ((1, int(model.output.shape[-1])) if heavy else expected)
     assert np.all(np.isfinite(out))
