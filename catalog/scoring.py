@@ -87,6 +87,20 @@ def task_model(model, weights, allow_random_weights, **build):
     return model, record, card, name or model.name
 
 
+def report_card(model, card, notes, consequence: str = "its scores mean nothing") -> dict:
+    """The report's model card: ``card`` (a registered name's), else the model's name and trainable parameters;
+    marked ``random_weights`` when the model's weights are random, with a note ending in ``consequence``
+    appended to ``notes``."""
+    from catalog.registry import has_random_weights
+
+    if card is None:
+        card = {"name": model.name, "params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))}
+    if has_random_weights(model):
+        card["random_weights"] = True
+        notes.append(f"the model has random weights (allow_random_weights): {consequence}.")
+    return card
+
+
 def load_keras_file(path):
     """See :func:`catalog.saving.load_model`."""
     from catalog.saving import load_model
@@ -281,13 +295,7 @@ def evaluate(model, data, task: str = "classification", out_dir: str | None = No
             raise ValueError(f"model {model.name!r} outputs {sorted(model.output)}, not detections; pass its "
                              f"inference model (outputs boxes, scores, labels) or a registered detector.")
         model = recipe.inference(model)  # a training model: its decoding and NMS appended
-    if card is None:
-        card = {"name": model.name, "params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))}
-    from catalog.registry import has_random_weights
-
-    if has_random_weights(model):
-        card["random_weights"] = True
-        notes.append("the model has random weights (allow_random_weights): its scores are chance level.")
+    card = report_card(model, card, notes, "its scores are chance level")
     if verbose:
         for note in notes:
             print(f"note: {note}")
@@ -570,7 +578,6 @@ def _evaluate_restoration(model, data, out_dir, *, split=None, image_size=None, 
     ``image_size`` is the clean (target) image's size."""
     from catalog.evaluation.report import write_report
     from catalog.models.restoration import restoration_scale
-    from catalog.registry import has_random_weights
 
     model, record, card, _ = task_model(model, weights, allow_random_weights, input_shape=(None, None))
     preprocessing, _, settings_notes = input_settings(model, record, preprocessing, None)
@@ -592,11 +599,7 @@ def _evaluate_restoration(model, data, out_dir, *, split=None, image_size=None, 
     else:
         size = (64, 64)
     border = scale if scale > 1 else 0
-    if card is None:
-        card = {"name": model.name, "params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))}
-    if has_random_weights(model):
-        card["random_weights"] = True
-        notes.append("the model has random weights (allow_random_weights): its scores mean nothing.")
+    card = report_card(model, card, notes)
     baseline_name = f"bicubic x{scale} (PIL)" if scale > 1 else f"noisy input (sigma {noise_std:g})"
     if isinstance(data, str):
         from catalog import datasets

@@ -846,7 +846,7 @@ def write_report(out_dir: str, task: str, metrics: dict, class_names, samples: d
         "th:first-child{text-align:left}img{max-width:100%;display:block;margin:0.5em 0}"
         "figure{margin:1.5em 0}.notes{border:1px solid #d9a400;background:#fff8e0;padding:0.5em 1em;"
         "margin:1em 0}.notes ul{margin:0.3em 0}</style>", "</head>", "<body>", f"<h1>{esc(title)}</h1>",
-        *([f'<div class="notes" role="note"><strong>Notes</strong><ul>'
+        *(['<div class="notes" role="note"><strong>Notes</strong><ul>'
            + "".join(f"<li>{esc(n)}</li>" for n in notes) + "</ul></div>"] if notes else []),
         table(["field", "value"], [[k, str(v)] for k, v in info]),
         "<h2>Summary</h2>", table(["metric", "value"], summary),
@@ -979,10 +979,8 @@ def generation_table(metrics: dict, class_names) -> tuple[list[str], list[list]]
                                                          metrics["real_class_share"])]
 
 
-def _grid_png(images, columns: int = 8) -> str:
-    """Base64 PNG of (N, H, W, C) images in [-1, 1] tiled ``columns`` wide."""
-    from PIL import Image
-
+def image_grid(images, columns: int = 8) -> np.ndarray:
+    """Tile (N, H, W, C) images in [-1, 1] into one uint8 RGB image, ``columns`` wide, with 2-pixel gaps."""
     x = np.round((np.clip(np.asarray(images, np.float32), -1, 1) + 1) * 127.5).astype(np.uint8)
     x = np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
     n, h, w, _ = x.shape
@@ -992,6 +990,14 @@ def _grid_png(images, columns: int = 8) -> str:
     for k in range(n):
         r, q = divmod(k, columns)
         grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + q * (w + 2):2 + q * (w + 2) + w] = x[k]
+    return grid
+
+
+def _grid_png(images, columns: int = 8) -> str:
+    """Base64 PNG of (N, H, W, C) images in [-1, 1] tiled ``columns`` wide."""
+    from PIL import Image
+
+    grid = image_grid(images, columns)
     buf = io.BytesIO()
     Image.fromarray(grid).save(buf, format="PNG")
     return base64.b64encode(buf.getvalue()).decode("ascii")

@@ -272,8 +272,8 @@ def evaluate_early_exit(model, data, *, out_dir, thresholds=None, tolerance: flo
     """
     from catalog.evaluation.classification import classification_report
     from catalog.evaluation.report import write_early_exit_section, write_report
-    from catalog.registry import has_random_weights, list_models
-    from catalog.scoring import input_settings, task_model
+    from catalog.registry import list_models
+    from catalog.scoring import input_settings, report_card, task_model
 
     if not isinstance(model, keras.Model):
         model, record, card, _ = task_model(model, None, allow_random_weights)
@@ -377,11 +377,7 @@ def evaluate_early_exit(model, data, *, out_dir, thresholds=None, tolerance: flo
                               "full_network_ms": full_ms, "speedup": full_ms / exit_ms,
                               "device": keras.backend.backend()}
     metrics["early_exit"] = summary
-    if card is None:
-        card = {"name": model.name, "params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))}
-    if has_random_weights(model):
-        card["random_weights"] = True
-        notes.append("the model has random weights (allow_random_weights): its scores are chance level.")
+    card = report_card(model, card, notes, "its scores are chance level")
     if verbose:
         for note in notes:
             print(f"note: {note}")

@@ -164,8 +164,8 @@ def evaluate_embedding(model, data, *, out_dir, record=None, card=None, split=No
     """
     from catalog.evaluation.report import write_report
     from catalog.evaluation.verification import verification_metrics
-    from catalog.registry import count_params, has_random_weights
-    from catalog.scoring import input_settings
+    from catalog.registry import count_params
+    from catalog.scoring import input_settings, report_card
 
     first, second = embedding_towers(model)
     preprocessing, _, settings_notes = input_settings(model, record, preprocessing, 1.0)  # whole images
@@ -175,11 +175,8 @@ def evaluate_embedding(model, data, *, out_dir, record=None, card=None, split=No
         size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
     else:
         size = tuple(int(s) for s in shape[:2])
-    if card is None:
-        card = {"name": (record or {}).get("model_name") or model.name, "params": count_params(model)}
-    if has_random_weights(model):
-        card["random_weights"] = True
-        notes.append("the model has random weights (allow_random_weights): its scores mean nothing.")
+    card = report_card(model, card or {"name": (record or {}).get("model_name") or model.name,
+                                       "params": count_params(model)}, notes)
     info = {}
     if isinstance(data, str):
         from catalog import datasets

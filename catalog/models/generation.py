@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 
+from catalog.evaluation.report import image_grid
 from catalog.registry import TrainingRecipe
 
 GRID_IMAGES = 64  # images in a per-epoch sample grid (8 x 8)
@@ -46,22 +47,6 @@ def sample_images(model, num_images: int, seed: int = 0, batch_size: int = 64, n
         inputs = noise[i:i + batch_size] if labels is None else [noise[i:i + batch_size], labels[i:i + batch_size]]
         out.append(np.asarray(generator.predict_on_batch(inputs), np.float32))
     return np.concatenate(out), labels
-
-
-def image_grid(images, columns: int = 8) -> np.ndarray:
-    """Tile (N, H, W, C) images in [-1, 1] into one uint8 RGB image, ``columns`` wide, with 2-pixel gaps."""
-    images = np.asarray(images, np.float32)
-    n, h, w, c = images.shape
-    images = np.round((np.clip(images, -1.0, 1.0) + 1.0) * 127.5).astype(np.uint8)
-    if c == 1:
-        images = np.repeat(images, 3, axis=-1)
-    columns = max(1, min(columns, n))
-    rows = -(-n // columns)
-    grid = np.full((rows * (h + 2) + 2, columns * (w + 2) + 2, 3), 255, np.uint8)
-    for k in range(n):
-        r, q = divmod(k, columns)
-        grid[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + q * (w + 2):2 + q * (w + 2) + w] = images[k]
-    return grid
 
 
 def write_grid(path, images, columns: int = 8) -> str:
@@ -232,8 +217,7 @@ def evaluate_generation(model, data, *, out_dir, classifier=None, classifier_wei
             [-1, 1] and their number is ``num_images``).
     """
     from catalog.evaluation.report import write_report
-    from catalog.registry import has_random_weights
-    from catalog.scoring import fid_of_images, inception_score_of_images
+    from catalog.scoring import fid_of_images, inception_score_of_images, report_card
 
     for value, argument in ((num_images, "num_images"), (splits, "splits"), (num_samples, "num_samples")):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
@@ -246,11 +230,7 @@ def evaluate_generation(model, data, *, out_dir, classifier=None, classifier_wei
     image_shape = tuple(int(d) for d in generator.outputs[0].shape[1:])
     size = image_shape[:2] if image_size is None else ((image_size,) * 2 if isinstance(image_size, int)
                                                         else tuple(image_size))
-    if card is None:
-        card = {"name": model.name, "params": int(sum(int(np.prod(w.shape)) for w in model.trainable_weights))}
-    if has_random_weights(model):
-        card["random_weights"] = True
-        notes.append("the model has random weights (allow_random_weights): its samples are noise.")
+    card = report_card(model, card, notes, "its samples are noise")
     samples, labels = sample_images(model, num_images, seed=seed, batch_size=max(batch_size, 1))
     metrics = {"num_images": num_images, "image_shape": list(image_shape), "seed": seed,
                "sample_mean": float(samples.mean()), "sample_std": float(samples.std())}
