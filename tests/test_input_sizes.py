@@ -25,9 +25,22 @@ def odd_size(name: str) -> int:
     return size + 1 - size % 2
 
 
+def _family_representatives():
+    """The first name of each family: a family's names share its builder and so its size rule."""
+    first = {}
+    for name in NAMES:
+        first.setdefault(get_entry(name).family, name)
+    return set(first.values())
+
+
+REPRESENTATIVES = _family_representatives()
+
+
 def _case(name):
-    # one xdist group per name, as helpers.reference_case, so a name's builds stay on one worker
-    return pytest.param(name, marks=pytest.mark.xdist_group(name), id=name)
+    # one xdist group per name, as helpers.reference_case, so a name's builds stay on one worker; CI builds one
+    # name per family, the other names of a family (the same builder with other settings) run under -m slow
+    marks = [pytest.mark.xdist_group(name)] + ([] if name in REPRESENTATIVES else [pytest.mark.slow])
+    return pytest.param(name, marks=marks, id=name)
 
 
 @pytest.mark.parametrize("name", [_case(n) for n in NAMES])

@@ -160,10 +160,10 @@ def test_catalog_train_c3d_on_moving_shapes_into_a_video_report(tmp_path):
     assert again["settings"]["image_size"] == [16, 16]
 
 
-@pytest.mark.jax
-@pytest.mark.parametrize("name", VIDEO)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.jax] if n == "r3d_18" else []) for n in VIDEO])
 def test_trains_with_a_falling_loss_and_round_trips(name):
-    # CI runs this under KERAS_BACKEND=jax too: train steps on moving-square clips, then a .keras round trip
+    # CI runs r3d_18's under KERAS_BACKEND=jax too (Conv3D, 3D pooling and BatchNorm; C3D adds no other op):
+    # train steps on moving-square clips, then a .keras round trip
     keras.utils.set_random_seed(0)
     model = catalog.create_model(name, num_classes=2, input_shape=CLIP, **TINY[name])
     recipe = recipe_of(model, name)

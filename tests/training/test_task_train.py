@@ -23,7 +23,7 @@ DETECTOR_KW = dict(data="shapes", image_size=64, num_images=32, batch_size=8, ve
 def test_cli_trains_a_detector_into_a_coco_report_and_evaluates_its_model_file(tmp_path):
     run = tmp_path / "det"
     result = run_cli("train", "retinanet_mobilenet_v2_fpn", "--task", "detection", "--data", "shapes",
-                 "--image-size", "64", "--num-images", "32", "--batch-size", "8", "--epochs", "2",
+                 "--image-size", "32", "--num-images", "32", "--batch-size", "8", "--epochs", "2",
                  "--model-options", json.dumps(TINY_DETECTOR), "--optimizer", "adam", "--lr", "0.001",
                  "--bn-momentum", "0.9", "--verbose", "0", "--out", str(run))
     assert result.returncode == 0, result.stderr[-2000:]
@@ -114,6 +114,8 @@ def test_pipeline_targets_equal_the_recipe_applied_to_the_padded_boxes():
 
 
 @pytest.mark.jax
+@pytest.mark.slow  # 85 s of JAX compilation; CI covers the numpy path of the targets on JAX with a smaller model
+# (tests/models/test_embedding.py::test_pair_targets_in_the_pipeline_and_training_on_jax)
 def test_targets_run_through_numpy_on_jax_and_a_detector_trains_there(tmp_path):
     if keras.backend.backend() != "jax":  # TensorFlow runs the targets in the graph: the tests above
         pytest.skip("the tf.numpy_function path of the targets runs on the JAX backend (CI's JAX pass)")
