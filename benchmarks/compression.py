@@ -110,12 +110,15 @@ def main(argv=None):
     int8_file = _tflite(base, os.path.join(args.out, "base_int8.tflite"), quantize="int8")
     rows.append(_measure("int8 post-training", base, int8_file, images, labels, args.repeats))
 
-    pruning = MagnitudePruning(0.8, frequency=5)
-    pruned = step("magnitude", lambda: catalog.train(base, callbacks=[pruning], out_dir=os.path.join(
-        args.out, "magnitude"), **finetune).model)
-    rows.append(_measure("magnitude pruning 80%", pruned, _tflite(pruned, os.path.join(args.out, "magnitude.tflite")),
-                         images, labels, args.repeats, note=f"sparsity {sparsity(pruned):.3f}; dense kernels in "
-                                                            f"TFLite, the gzip size shows the zeros"))
+    for target, scope in ((0.8, "global"), (0.8, "layer"), (0.5, "global")):
+        pruning = MagnitudePruning(target, frequency=5, scope=scope)
+        tag = f"magnitude_{scope}_{int(target * 100)}"
+        pruned = step(tag, lambda: catalog.train(base, callbacks=[pruning], out_dir=os.path.join(args.out, tag),
+                                                 **finetune).model)
+        rows.append(_measure(f"magnitude pruning {target:.0%} ({scope})", pruned,
+                             _tflite(pruned, os.path.join(args.out, f"{tag}.tflite")), images, labels, args.repeats,
+                             note=f"sparsity {sparsity(pruned):.3f}; dense kernels in TFLite, the gzip size shows "
+                                  f"the zeros"))
 
     def filters():
         small, _ = prune_filters(base, 0.5)

@@ -61,7 +61,20 @@ def save_model(model, path, *, preprocessing: str, crop_fraction: float = 1.0, c
     with open(partial, "rb") as f:  # on disk before the rename, so a crash leaves the old file or the new
         os.fsync(f.fileno())
     os.replace(partial, path)  # atomic: a reader never sees half a file
+    object.__setattr__(model, RECORD_ATTRIBUTE, record)  # the model in memory says how it was trained too
     return path
+
+
+# A model saved by save_model or loaded by load_model carries its record here (see record_of).
+RECORD_ATTRIBUTE = "_catalog_record"
+
+
+def record_of(model) -> dict | None:
+    """The input record of ``model``: a ``.keras`` path's (:func:`read_record`), or the one a keras.Model
+    carries since :func:`save_model` saved it or :func:`load_model` loaded it; None if it has none."""
+    if isinstance(model, (str, os.PathLike)):
+        return read_record(os.path.expanduser(os.fspath(model)))
+    return getattr(model, RECORD_ATTRIBUTE, None)
 
 
 def load_model(path):
@@ -80,10 +93,14 @@ def load_model(path):
     for module in CUSTOM_OBJECT_MODULES:
         importlib.import_module(module)
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        model = keras.saving.load_model(path, safe_mode=True)
     except Exception as err:  # noqa: BLE001 - any failure to read is the file's fault here
         first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
         raise ValueError(f"model file {path} could not be loaded as a Keras model: {first[:200]}") from None
+    record = read_record(path)
+    if record is not None:
+        object.__setattr__(model, RECORD_ATTRIBUTE, record)
+    return model
 
 
 # Modules that register custom Keras objects (importing them registers them).

@@ -154,7 +154,9 @@ def input_settings(model, record=None, preprocessing=None, crop_fraction=None):
 
     from catalog.models.classifier import has_builtin_preprocessing
 
-    record = record or {}
+    from catalog.saving import record_of
+
+    record = record or (None if isinstance(model, str) else record_of(model)) or {}
     if preprocessing is None and not isinstance(model, str) and has_builtin_preprocessing(model):
         preprocessing = "none"  # built in (include_preprocessing=True): the model takes raw pixels
     name = model if isinstance(model, str) else record.get("model_name")

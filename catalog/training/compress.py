@@ -147,6 +147,7 @@ def _rebuild(model, configs=None, weights=None, replace=None):
     from keras import tree
 
     from catalog.export import _copy_layer, _is_functional, _model_nodes
+    from catalog.saving import RECORD_ATTRIBUTE, record_of
 
     configs, weights, replace = configs or {}, weights or {}, replace or {}
     tensors, inputs, memo = {}, [], {}
@@ -178,7 +179,10 @@ def _rebuild(model, configs=None, weights=None, replace=None):
         for old, new in zip(node.outputs, tree.flatten(outputs)):
             tensors[id(old)] = new
     outputs = tree.map_structure(lambda t: tensors[id(t)], model._outputs_struct)
-    return keras.Model(tree.pack_sequence_as(model._inputs_struct, inputs), outputs, name=model.name)
+    rebuilt = keras.Model(tree.pack_sequence_as(model._inputs_struct, inputs), outputs, name=model.name)
+    if record_of(model) is not None:  # the compressed model takes the same inputs as the one it came from
+        object.__setattr__(rebuilt, RECORD_ATTRIBUTE, record_of(model))
+    return rebuilt
 
 
 def _functional(model):

@@ -340,6 +340,13 @@ def _train(model_arg, config: TrainConfig, state, callbacks):
     preprocessing = config.preprocessing or ("none" if builtin else  # the model scales raw pixels itself
                                              entry.preprocessing if entry and entry.preprocessing else "unit")
     crop = entry.crop_fraction if entry else 1.0
+    from catalog.saving import record_of
+
+    if probe is not None and config.preprocessing is None and not builtin and record_of(probe) is not None:
+        # a model that exists trains on what it was trained with: the record a catalog.train result, a catalog
+        # .keras file or a model compressed from one carries
+        record = record_of(probe)
+        preprocessing, crop = record["preprocessing"], float(record.get("crop_fraction") or 1.0)
     if config.deterministic:
         _deterministic_ops()
     if config.distribute != "none" and probe is not None:

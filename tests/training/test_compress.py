@@ -1,6 +1,8 @@
 """Compression: magnitude pruning on its schedule through catalog.train, L1 filter pruning that is exact when the
 removed filters are dead, and SVD low-rank layers that are exact at the kernel's rank."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -114,3 +116,18 @@ def test_low_rank_is_exact_at_the_kernels_rank_and_smaller():
     keras_round_trip(factored, x)
     with pytest.raises(ValueError, match="give exactly one of rank"):
         low_rank(model)
+
+
+def test_a_compressed_model_keeps_its_record_and_fine_tunes_on_the_same_inputs(tmp_path):
+    from catalog.saving import load_model, record_of, save_model
+
+    model = catalog.create_model("resnet20", num_classes=5, input_shape=(32, 32, 3), width=8, depths=(1, 1, 1))
+    save_model(model, tmp_path / "base.keras", preprocessing="tf", crop_fraction=0.875, model_name="resnet20")
+    assert record_of(model)["preprocessing"] == "tf"  # the model in memory carries what was saved with it
+    assert record_of(load_model(tmp_path / "base.keras"))["crop_fraction"] == 0.875
+    small, _ = prune_filters(model, 0.5)
+    assert record_of(small)["preprocessing"] == "tf"
+    catalog.train(small, "shapes", num_images=32, batch_size=16, image_size=32, epochs=1, val_split="none",
+                  verbose=0, out_dir=str(tmp_path / "run"))
+    resolved = json.loads((tmp_path / "run" / "config.json").read_text())["resolved"]
+    assert resolved["preprocessing"] == "tf"  # not "unit": the pruned network sees the pixels it learned on
