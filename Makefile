@@ -21,7 +21,8 @@ demo: $(VENV)/.base
 	$(BIN)/catalog demo
 
 test: $(VENV)/.test
-	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow" --durations=25 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup -m "not slow and not serial" --durations=25 tests
+	$(BIN)/python -m pytest -q -m "serial and not slow" tests
 	KERAS_BACKEND=jax $(BIN)/python -m pytest -q -n 2 -m "jax and not slow" --durations=15 tests
 
 test-slow: $(VENV)/.test
