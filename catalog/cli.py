@@ -304,8 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="evaluate a model on a dataset; write report.json/md/html")
     p.add_argument("--model", required=True, help="a .keras file or a registered name")
-    p.add_argument("--data", required=True, help="dataset spec: shapes, folder:PATH, coco:ANN.json:IMAGES, "
-                                                 "voc:PATH or tfds:NAME")
+    p.add_argument("--data", required=True, help="dataset spec: shapes, digits, folder:PATH, "
+                                                 "coco:ANN.json:IMAGES, voc:PATH or tfds:NAME")
     p.add_argument("--task", default="classification", choices=_tasks())
     p.add_argument("--task-options", help="JSON object of the task's scoring options, e.g. generation: "
                                           "'{\"classifier\": \"clf.keras\"}'")

@@ -2,7 +2,8 @@
 
 Specs: ``tfds:NAME`` (a tensorflow-datasets dataset already prepared in ``data_dir``), ``folder:PATH``
 (class-per-subfolder images), ``coco:ANNOTATIONS.json:IMAGES_DIR``, ``voc:PATH``, ``shapes`` (generated;
-``shapes:hard`` for a preset of ``catalog.datasets.shapes.PRESETS``, the demo's task).
+``shapes:hard`` for a preset of ``catalog.datasets.shapes.PRESETS``, the demo's task), ``digits``
+(scikit-learn's 8x8 handwritten digits, classification, a fixed 60/20/20 split).
 Paths in specs (and ``data_dir``) may start with ``~``. ``evaluation_split(spec)`` names the split to
 evaluate on for a spec.
 
@@ -232,6 +233,36 @@ def _shapes_source(split, task, image_size, seed, num_images, max_objects, prese
         "boxes": tf.RaggedTensor.from_row_lengths(np.concatenate(data["boxes"]), lengths),
         "box_labels": tf.RaggedTensor.from_row_lengths(np.concatenate(data["box_labels"]), lengths)})
     return raw, n, data["class_names"]
+
+
+DIGITS_SPLITS = {"train": (0.0, 0.6), "val": (0.6, 0.8), "validation": (0.6, 0.8), "test": (0.8, 1.0),
+                 "all": (0.0, 1.0)}
+
+
+def _digits_source(split):
+    """scikit-learn's handwritten digits (1,797 8x8 images of 0-16 ink, 10 classes; shipped with scikit-learn,
+    no download) as 8-bit RGB images: a fixed stratified split (the same for every run, so scores compare) of
+    60% train, 20% val and 20% test of each class.
+    The eval and augment paths resize them to the requested size like any other image."""
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        raise ValueError("spec 'digits' needs scikit-learn (pip install scikit-learn); it reads the 8x8 digits "
+                         "scikit-learn ships.") from None
+    if split not in DIGITS_SPLITS:
+        raise ValueError(f"split must be one of {', '.join(DIGITS_SPLITS)} for spec 'digits'; got {split!r}.")
+    data = load_digits()
+    low, high = DIGITS_SPLITS[split]
+    rng = np.random.default_rng(0)
+    chosen = []
+    for label in range(10):
+        members = rng.permutation(np.flatnonzero(data.target == label))
+        chosen.extend(members[int(round(low * len(members))):int(round(high * len(members)))])
+    chosen = np.sort(np.asarray(chosen, dtype=np.int64))
+    gray = np.round(data.images[chosen] * (255.0 / 16.0)).astype(np.uint8)
+    images = np.repeat(gray[..., None], 3, axis=-1)
+    raw = tf.data.Dataset.from_tensor_slices({"image": images, "label": data.target[chosen].astype(np.int32)})
+    return raw, len(chosen), [str(d) for d in range(10)]
 
 
 VIDEO_CLIPS = {"train": 512, "val": 128, "validation": 128, "test": 128}
@@ -689,8 +720,8 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
         ``start_epoch`` and ``skip_batches`` (as given; ``epochs`` None without a stream), ``frames`` (video).
     """
     if not isinstance(spec, str) or not spec:
-        raise ValueError(f"spec must be 'tfds:NAME', 'folder:PATH', 'coco:ANN.json:IMAGES', 'voc:PATH' or "
-                         f"'shapes'; got {spec!r}.")
+        raise ValueError(f"spec must be 'tfds:NAME', 'folder:PATH', 'coco:ANN.json:IMAGES', 'voc:PATH', "
+                         f"'shapes' or 'digits'; got {spec!r}.")
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}.")
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -765,10 +796,15 @@ def load(spec: str, split: str = "train", task: str = "classification", image_si
     elif kind == "shapes":
         raw, count, class_names = _shapes_source(split, task, size, seed, num_images, max_objects, rest, scale,
                                                  noise_std, frames)
+    elif kind == "digits" and not rest:
+        if task != "classification":
+            raise ValueError(f"spec 'digits' holds classification data; got task {task!r}.")
+        raw, count, class_names = _digits_source(split)
     elif kind == "tfds" and rest:
         raw, count, class_names, decode = _tfds_source(rest, split, task, data_dir, lazy=epochs is not None)
     else:
-        raise ValueError(f"spec must start with tfds:, folder:, coco:, voc: or be 'shapes'; got {spec!r}.")
+        raise ValueError(f"spec must start with tfds:, folder:, coco:, voc: or be 'shapes' or 'digits'; "
+                         f"got {spec!r}.")
 
     if kind in ("folder", "coco", "voc"):
         cropped = "cropped" in files
@@ -892,15 +928,15 @@ def evaluation_split(spec: str, data_dir: str | None = None) -> str:
         FileNotFoundError: for a folder or VOC path that does not exist.
     """
     if not isinstance(spec, str) or not spec:
-        raise ValueError(f"spec must be 'tfds:NAME', 'folder:PATH', 'coco:ANN.json:IMAGES', 'voc:PATH' or "
-                         f"'shapes'; got {spec!r}.")
+        raise ValueError(f"spec must be 'tfds:NAME', 'folder:PATH', 'coco:ANN.json:IMAGES', 'voc:PATH', "
+                         f"'shapes' or 'digits'; got {spec!r}.")
     kind, _, rest = spec.partition(":")
     if kind == "folder" and rest:
         dirs = _split_dirs(os.path.expanduser(rest))
         if not dirs["train"]:  # the loader reads test/ or val/ without train/ as class folders
             return "all"
         return "test" if dirs["test"] else "val" if dirs["val"] else "train"
-    if kind == "shapes":
+    if kind in ("shapes", "digits"):
         return "test"
     if kind == "voc" and rest:
         root = os.path.expanduser(rest)
@@ -914,4 +950,5 @@ def evaluation_split(spec: str, data_dir: str | None = None) -> str:
     if kind == "tfds" and rest:
         names = list(_tfds_builder(rest, None if data_dir is None else os.path.expanduser(data_dir)).info.splits)
         return next((n for n in ("test", "validation", "train") if n in names), names[0] if names else "train")
-    raise ValueError(f"spec must start with tfds:, folder:, coco:, voc: or be 'shapes'; got {spec!r}.")
+    raise ValueError(f"spec must start with tfds:, folder:, coco:, voc: or be 'shapes' or 'digits'; "
+                     f"got {spec!r}.")

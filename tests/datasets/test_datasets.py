@@ -704,3 +704,32 @@ def test_restoration_pairs_from_a_folder_of_clean_images(tmp_path):
     assert a.shape == (2, 16, 16, 3) and b.shape == (2, 32, 32, 3)
     with pytest.raises(ValueError, match="multiple of scale 3"):
         datasets.load(spec, task="super_resolution", scale=3, image_size=32)
+
+
+def test_digits_spec_is_scikit_learns_digits_in_a_fixed_stratified_split():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    counts = {}
+    for split in ("train", "val", "test"):
+        ds, info = datasets.load("digits", split, image_size=16, batch_size=64, preprocessing="unit", shuffle=False)
+        labels = np.concatenate([y.numpy() for _, y in ds])
+        counts[split] = len(labels)
+        assert info["count"] == len(labels) and list(info["class_names"]) == [str(d) for d in range(10)]
+        assert set(np.unique(labels)) == set(range(10))
+        per_class = np.bincount(labels, minlength=10) / np.bincount(digits.target, minlength=10)
+        share = {"train": 0.6, "val": 0.2, "test": 0.2}[split]
+        np.testing.assert_allclose(per_class, share, atol=0.01)
+    assert sum(counts.values()) == len(digits.target) == 1797
+    assert datasets.evaluation_split("digits") == "test"
+    # at 8 px a test image is a scikit-learn image with its 0..16 ink scaled to 0..1, with its label
+    ds, _ = datasets.load("digits", "test", image_size=8, batch_size=1, preprocessing="unit", shuffle=False,
+                          crop_fraction=1.0)
+    x, y = next(iter(ds))
+    index = np.flatnonzero([np.array_equal(np.round(img * 255 / 16), np.round(x[0, ..., 0].numpy() * 255))
+                            for img in digits.images])
+    assert len(index) >= 1 and digits.target[index[0]] == int(y[0])
+    with pytest.raises(ValueError, match="classification"):
+        datasets.load("digits", task="detection")
+    with pytest.raises(ValueError, match="split must be one of"):
+        datasets.load("digits", "holdout")

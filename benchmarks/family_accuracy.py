@@ -1,0 +1,125 @@
+"""Measured accuracy per classification family at one small common budget (issue: measured choice).
+
+For each family, its smallest registered member (fewest parameters on its card) is trained from random
+weights with ``catalog.train`` on two datasets this machine holds, with one recipe for every family:
+
+- ``shapes``: the generated shapes (5 classes), 2,000 training images, tested on its 500 test images;
+- ``digits``: scikit-learn's 8x8 handwritten digits (10 classes), upscaled, 60/20/20 fixed split
+  (1,078 training and 359 test images);
+
+both at 32 px (or the model's minimum input size), batch 32, Adam at 1e-3 with a cosine schedule, the
+loader's default augmentation, seed 0, ``--epochs`` epochs. The score is the top-1 of the final model on
+the test split (``report.json`` of the run). Each result is appended to ``docs/accuracy_cpu.csv`` as it
+finishes, so an interrupted run keeps what it measured and ``--skip-done`` continues it; the model zoo
+table (``docs/models.md``) shows the last row per name and dataset.
+
+    python benchmarks/family_accuracy.py --skip-done [--families resnet,vgg] [--epochs 6]
+
+These are small-budget numbers for comparing families on this CPU, not ImageNet accuracies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CSV = os.path.join(ROOT, "docs", "accuracy_cpu.csv")
+COLUMNS = ["model", "family", "data", "top1", "image_size", "epochs", "batch_size", "optimizer", "lr",
+           "train_images", "test_images", "seconds", "date", "backend", "versions"]
+DATASETS = {"shapes": dict(num_images=2000), "digits": {}}
+
+
+def smallest_members(families=None):
+    """{family: the registered classification name with the fewest parameters on its card}."""
+    import catalog
+
+    best = {}
+    for name in catalog.list_models(task="classification"):
+        info = catalog.model_info(name)
+        if families and info.family not in families:
+            continue
+        if info.family not in best or info.params < best[info.family][1]:
+            best[info.family] = (name, info.params)
+    return {family: name for family, (name, _) in sorted(best.items())}
+
+
+def done_rows(path):
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return {(r["model"], r["data"]) for r in csv.DictReader(f)}
+    except FileNotFoundError:
+        return set()
+
+
+def append_row(path, row):
+    new = not os.path.exists(path)
+    with open(path, "a", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", default="", help="comma-separated families (default: all)")
+    parser.add_argument("--data", default="shapes,digits")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int, default=32)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--csv", default=CSV)
+    parser.add_argument("--runs", default=os.path.join(ROOT, "runs", "accuracy"))
+    parser.add_argument("--skip-done", action="store_true", help="skip (model, data) pairs already in the CSV")
+    args = parser.parse_args()
+
+    import keras
+    import tensorflow as tf
+
+    import catalog
+
+    families = {f for f in args.families.split(",") if f}
+    members = smallest_members(families or None)
+    done = done_rows(args.csv) if args.skip_done else set()
+    versions = f"keras {keras.__version__}, tensorflow {tf.__version__}"
+    for i, (family, name) in enumerate(members.items(), 1):
+        entry = catalog.model_info(name)
+        size = max(args.image_size, entry.min_input_size or 0)
+        for data in args.data.split(","):
+            if (name, data) in done:
+                continue
+            out = os.path.join(args.runs, f"{name}-{data}")
+            start = time.time()
+            try:
+                result = catalog.train(name, data, epochs=args.epochs, batch_size=args.batch_size, image_size=size,
+                                       optimizer="adam", lr=args.lr, schedule="cosine", seed=0, out_dir=out,
+                                       verbose=0, **DATASETS[data])
+            except Exception as err:  # noqa: BLE001 - one family's failure is reported, the others still run
+                print(f"[{i}/{len(members)}] {family} {name} on {data}: FAILED {type(err).__name__}: {err}",
+                      flush=True)
+                continue
+            with open(os.path.join(result.run_dir, "report.json"), encoding="utf-8") as f:
+                report = json.load(f)
+            resolved = result.config["resolved"]
+            top1 = report["metrics"]["accuracy"]
+            append_row(args.csv, {
+                "model": name, "family": family, "data": data, "top1": round(top1, 4), "image_size": size,
+                "epochs": args.epochs, "batch_size": args.batch_size, "optimizer": "adam", "lr": args.lr,
+                "train_images": resolved["train_images"], "test_images": report["metrics"]["num_samples"],
+                "seconds": round(time.time() - start, 1), "date": time.strftime("%Y-%m-%d"),
+                "backend": keras.backend.backend(), "versions": versions})
+            print(f"[{i}/{len(members)}] {family} {name} on {data}: top-1 {top1:.3f} "
+                  f"({time.time() - start:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
