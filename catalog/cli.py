@@ -194,14 +194,16 @@ def cmd_export(args):
     _positive(args, "--num-calibration", "--num-compare", "--num-classes")
     from catalog.export import check_options, export
 
-    check_options(args.format, args.out, args.quantize, args.calibration)  # before TensorFlow loads
+    check_options(args.format, args.out, args.quantize, args.calibration,  # before TensorFlow loads
+                  per_channel=not args.per_tensor)
     _quiet_tensorflow()
 
     report = export(args.model, format=args.format, out=args.out, quantize=args.quantize,
                     calibration=args.calibration, num_calibration=args.num_calibration,
                     num_compare=args.num_compare, fold_bn=args.fold_bn, weights=args.weights,
                     num_classes=args.num_classes, split=args.split, data_dir=args.data_dir,
-                    preprocessing=args.preprocessing, verbose=0 if args.quiet else 1)
+                    preprocessing=args.preprocessing, per_channel=not args.per_tensor,
+                    verbose=0 if args.quiet else 1)
     if args.quiet:  # else the report's lines were printed
         if report["random_weights"]:
             print(f"note: {report['notes'][0]}")
@@ -374,6 +376,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="dataset spec (shapes, folder:PATH, ...): int8 calibrates on its train split; the "
                         "comparison uses its held-out split (default: generated images)")
     p.add_argument("--num-calibration", type=int, default=100, help="int8 calibration images (default 100)")
+    p.add_argument("--per-tensor", action="store_true",
+                   help="int8: one scale per weight tensor instead of per output channel (a smaller file, "
+                        "larger rounding errors)")
     p.add_argument("--num-compare", type=int, default=32, help="images compared (default 32)")
     p.add_argument("--fold-bn", action=argparse.BooleanOptionalAction, default=None,
                    help="fold BatchNorm into the preceding convolutions (default: on for savedmodel and tflite)")
