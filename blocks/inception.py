@@ -4,7 +4,9 @@ One mechanism, :func:`inception_module`, applies a table of branches; the named 
 tables of their papers. A branch is a sequence of ops, each one of
 
 - ``(filters, kernel)`` or ``(filters, kernel, strides, padding)``: ``conv_bn_act`` (ReLU);
-- ``("max" | "avg", pool_size, strides, padding)``: max or average pooling;
+- ``("max" | "avg", pool_size, strides, padding)``: max or average pooling; ``padding`` is "same",
+  "valid" or "symmetric" (zero padding of ``pool_size // 2`` on every side, then a valid pool: an average
+  then counts the zeros, as Caffe and PyTorch's ``count_include_pad=True`` do);
 - ``("fork", [branch, branch, ...])``: the sub-branches applied to the same tensor and concatenated
   (Inception-v3's expanded filter bank, Figure 7 of Szegedy et al. 2016), only as the last op.
 
@@ -25,6 +27,9 @@ def _branch(x, ops, name: str):
     for j, op in enumerate(ops, 1):
         if op[0] in _POOLS:
             kind, size, strides, padding = op
+            if padding == "symmetric":
+                x = layers.ZeroPadding2D(size // 2, name=f"{name}_pad")(x)
+                padding = "valid"
             x = _POOLS[kind](size, strides=strides, padding=padding, name=f"{name}_pool")(x)
         elif op[0] == "fork":
             if j != len(ops):
@@ -60,6 +65,43 @@ def inception_v1(x, c1: int, c3_reduce: int, c3: int, c5_reduce: int, c5: int, p
     """
     return inception_module(x, [[(c1, 1)], [(c3_reduce, 1), (c3, 3)], [(c5_reduce, 1), (c5, 5)],
                                 [("max", 3, 1, "same"), (pool_proj, 1)]], name=name)
+
+
+def inception_bn(x, c1: int, c3_reduce: int, c3: int, d3_reduce: int, d3: int, pool: str = "avg",
+                 pool_proj: int = 0, *, strides: int = 1, name: str):
+    """BN-Inception's module (Ioffe & Szegedy 2015, "Batch Normalization", Figure 5): GoogLeNet's module
+    with the 5x5 branch replaced by two 3x3 convs, the columns of the paper's table as arguments.
+
+    1x1 (c1) | 1x1 (c3_reduce) -> 3x3 (c3) | 1x1 (d3_reduce) -> 3x3 (d3) -> 3x3 (d3) | 3x3 ``pool`` ->
+    1x1 (pool_proj), concatenated in that order. A branch with 0 filters (c1, pool_proj) is left out; with
+    ``pool_proj=0`` the pooled input passes through. ``strides=2`` makes the pass-through (grid reduction)
+    modules 3c and 4e: the last conv of both 3x3 branches and the pool stride 2, with no 1x1 branch.
+    The stride-1 average pool counts its zero padding (Caffe's AVE pooling, kept by the reference port);
+    stride-2 convs pad one pixel on every side, as Caffe's ``pad: 1``. Output channels: c1 + c3 + d3 +
+    (pool_proj or the input's channels).
+
+    Args:
+        x: input tensor (NHWC).
+        c1, c3_reduce, c3, d3_reduce, d3: filters of the table's "#1x1", "#3x3 reduce", "#3x3",
+            "double #3x3 reduce" and "double #3x3" columns.
+        pool: "avg" or "max", the table's "Pool" column.
+        pool_proj: filters of the 1x1 conv after the pool ("+ proj"), 0 for a pass-through.
+        strides: 1, or 2 for a grid reduction (then c1 must be 0).
+        name: layer name prefix.
+    """
+    if pool not in _POOLS:
+        raise ValueError(f"pool must be 'avg' or 'max'; got {pool!r}.")
+    if strides not in (1, 2):
+        raise ValueError(f"strides must be 1 or 2; got {strides!r}.")
+    if strides == 2 and c1:
+        raise ValueError(f"a stride-2 module has no 1x1 branch: c1 must be 0; got {c1!r}.")
+    reduce_pad = "symmetric" if strides == 2 else "same"
+    branches = [[(c1, 1)]] if c1 else []
+    branches += [[(c3_reduce, 1), (c3, 3, strides, reduce_pad)],
+                 [(d3_reduce, 1), (d3, 3), (d3, 3, strides, reduce_pad)]]
+    pool_op = (pool, 3, strides, "symmetric" if pool == "avg" and strides == 1 else "same")
+    branches.append([pool_op, (pool_proj, 1)] if pool_proj else [pool_op])
+    return inception_module(x, branches, name=name)
 
 
 def inception_v3_a(x, pool_proj: int = 32, *, c1: int = 64, c5_reduce: int = 48, c5: int = 64,

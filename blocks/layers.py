@@ -1,15 +1,23 @@
 """Small shared pieces every block family uses: conv-norm-activation, activations, make_divisible, drop-path,
 and ``crop_to``, which matches a map upsampled from a rounded-up size to an odd-sized one.
 
-``conv_bn_act`` is the one place that owns padding, BatchNorm epsilon/momentum and the choice of
-activation, so no block or family repeats those keywords. A family whose reference uses other BatchNorm
-settings builds inside ``with norm_defaults(epsilon=..., momentum=...)``.
+``conv_bn_act`` is the one place that owns padding, normalization settings and the choice of activation, so
+no block or family repeats those keywords. A family whose reference uses other BatchNorm settings builds
+inside ``with norm_defaults(epsilon=..., momentum=...)``.
+
+Normalization (:data:`NORMS`): BatchNorm by default; ``norm_defaults(kind=...)`` builds every normalized
+layer of a block or family with GroupNorm (Wu and He 2018: statistics per sample over the (C/G)*H*W values
+of each of G groups of channels), LayerNorm (per sample over C*H*W; GroupNorm with one group), InstanceNorm
+(per sample and channel over H*W; GroupNorm with one group per channel) or none. The non-batch kinds keep a
+gamma and beta per channel and keep the BatchNorm layer's name (``*_bn``), so weights map and layers freeze
+by one set of names whatever the normalization.
 
 Initialization (torchvision's ``ResNet.__init__``, which most of its families copy): every convolution
 kernel is He-normal with fan-out, N(0, 2 / fan_out) (``kaiming_normal_(mode="fan_out",
-nonlinearity="relu")``), conv biases 0; BatchNorm gamma 1 and beta 0 (Keras' defaults), or gamma 0 where a
-residual branch ends (``zero_init``). :func:`conv2d`, :func:`depthwise_conv2d` and :func:`separable_conv2d`
-make every convolution of the catalog, so the rule lives here only. Classifier heads follow
+nonlinearity="relu")``), conv biases 0; normalization gamma 1 and beta 0 (Keras' defaults), or gamma 0
+where a residual branch ends (``zero_init``). :func:`conv2d`, :func:`depthwise_conv2d` and
+:func:`separable_conv2d` make every convolution of the catalog, so the rule lives here only;
+``init_defaults(rule)`` selects another of :data:`INITIALIZERS`. Classifier heads follow
 :mod:`catalog.models.classifier`.
 """
 
@@ -22,20 +30,111 @@ from keras import layers, ops
 
 # torchvision's BatchNorm (eps 1e-5, momentum 0.1 in PyTorch's convention = 0.9 in Keras').
 _NORM = {"epsilon": 1e-5, "momentum": 0.9}
+NORMS = ("batch", "group", "layer", "instance", "none")
+# The kind that ``norm=True`` and ``batch_norm`` build, and GroupNorm's number of groups (Wu and He 2018's 32).
+_NORM_KIND = {"kind": "batch", "groups": 32}
+_NORM_RECORDS: list[dict] = []  # one per open norm_defaults: the normalizations built inside it, by kind
+_BATCH_ONLY = ("momentum", "moving_mean_initializer", "moving_variance_initializer", "synchronized")
+
+
+def norm_kind(norm, argument: str = "norm") -> str:
+    """The kind of :data:`NORMS` that ``norm`` selects: True is the current default kind (BatchNorm unless a
+    ``norm_defaults(kind=...)`` is open), False and None are "none"."""
+    if norm is True:
+        return _NORM_KIND["kind"]
+    if norm is False or norm is None:
+        return "none"
+    if isinstance(norm, str) and norm in NORMS:
+        return norm
+    raise ValueError(f"{argument} must be True, False, None or one of {', '.join(NORMS)}; got {norm!r}.")
 
 
 @contextlib.contextmanager
-def norm_defaults(epsilon: float | None = None, momentum: float | None = None, scale: bool | None = None):
-    """Temporarily change the BatchNorm settings ``conv_bn_act`` and ``batch_norm`` use."""
-    saved = dict(_NORM)
+def norm_defaults(epsilon: float | None = None, momentum: float | None = None, scale: bool | None = None,
+                  kind: str | None = None, groups: int | None = None):
+    """Temporarily change the normalization ``conv_bn_act`` and ``batch_norm`` build (None: unchanged).
+
+    Args:
+        epsilon: added to the variance, every kind.
+        momentum: BatchNorm's moving-average momentum (Keras' convention).
+        scale: whether a gamma is learned, every kind.
+        kind: one of :data:`NORMS`; what ``conv_bn_act(norm=True)`` and ``batch_norm`` build.
+        groups: GroupNorm's number of groups (kind "group"); it must divide every normalized layer's channels.
+
+    Yields a dict counting, by kind, the normalizations requested inside the block (``"none"`` counts the
+    layers a "none" selection left out).
+    """
+    if kind is not None:
+        norm_kind(kind, "kind")
+    if groups is not None and (isinstance(groups, bool) or not isinstance(groups, int) or groups < 1):
+        raise ValueError(f"groups must be a positive integer; got {groups!r}.")
+    saved, saved_kind = dict(_NORM), dict(_NORM_KIND)
     for key, value in (("epsilon", epsilon), ("momentum", momentum), ("scale", scale)):
         if value is not None:
             _NORM[key] = value
+    for key, value in (("kind", kind), ("groups", groups)):
+        if value is not None:
+            _NORM_KIND[key] = value
+    record = dict.fromkeys(NORMS, 0)
+    _NORM_RECORDS.append(record)
     try:
-        yield
+        yield record
     finally:
+        _NORM_RECORDS[:] = [r for r in _NORM_RECORDS if r is not record]  # by identity: equal counts are common
         _NORM.clear()
         _NORM.update(saved)
+        _NORM_KIND.clear()
+        _NORM_KIND.update(saved_kind)
+
+
+# Convolution initialization rules: (variance scale, fan as PyTorch computes it, distribution). Normal rules are
+# untruncated, as PyTorch's kaiming_normal_/xavier_normal_ (Keras' glorot_normal and lecun_normal truncate at 2
+# sigma and rescale); the std is sqrt(scale / fan), a uniform's limit sqrt(3 * scale / fan).
+_INIT_RULES = {
+    "he_normal_fan_out": (2.0, "fan_out", "untruncated_normal"),
+    "he_normal_fan_in": (2.0, "fan_in", "untruncated_normal"),
+    "he_uniform_fan_in": (2.0, "fan_in", "uniform"),
+    "he_uniform_fan_out": (2.0, "fan_out", "uniform"),
+    "glorot_uniform": (1.0, "fan_avg", "uniform"),
+    "glorot_normal": (1.0, "fan_avg", "untruncated_normal"),
+    "lecun_normal": (1.0, "fan_in", "untruncated_normal"),
+    "lecun_uniform": (1.0, "fan_in", "uniform"),
+}
+INITIALIZERS = tuple(_INIT_RULES)
+_INIT = {"rule": "he_normal_fan_out"}
+_INIT_RECORDS: list[dict] = []  # one per open init_defaults: how many kernels took the rule inside it
+
+
+def _init_rule(rule: str | None) -> tuple:
+    if rule is None:
+        for record in _INIT_RECORDS:
+            record["kernels"] += 1
+        rule = _INIT["rule"]
+    if rule not in _INIT_RULES:
+        raise ValueError(f"initializer must be one of {', '.join(INITIALIZERS)}; got {rule!r}.")
+    return _INIT_RULES[rule]
+
+
+@contextlib.contextmanager
+def init_defaults(rule: str | None = None):
+    """Temporarily make every convolution kernel of :func:`conv2d`, :func:`depthwise_conv2d` and
+    :func:`separable_conv2d` with ``rule``, one of :data:`INITIALIZERS` (None: unchanged).
+
+    Yields a dict whose ``"kernels"`` counts the kernels that took the rule inside the block.
+    """
+    if rule is not None:
+        _init_rule(rule)
+    saved = dict(_INIT)
+    if rule is not None:
+        _INIT["rule"] = rule
+    record = {"rule": _INIT["rule"], "kernels": 0}
+    _INIT_RECORDS.append(record)
+    try:
+        yield record
+    finally:
+        _INIT_RECORDS[:] = [r for r in _INIT_RECORDS if r is not record]  # by identity: equal counts are common
+        _INIT.clear()
+        _INIT.update(saved)
 
 
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
@@ -47,26 +146,37 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     return int(rounded)
 
 
-def conv_initializer() -> keras.initializers.Initializer:
-    """He-normal with fan-out, torchvision's ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``.
+def conv_initializer(rule: str | None = None) -> keras.initializers.Initializer:
+    """The kernel initializer of a regular or grouped convolution: ``rule`` (one of :data:`INITIALIZERS`),
+    by default the one ``init_defaults`` selects, He-normal with fan-out (torchvision's
+    ``kaiming_normal_(mode="fan_out", nonlinearity="relu")``).
 
     std = sqrt(2 / fan_out), fan_out = kh * kw * out_channels for a Keras kernel (kh, kw, in/groups, out),
-    as PyTorch's for its (out, in/groups, kh, kw): the two agree for regular and grouped convolutions.
+    as PyTorch's for its (out, in/groups, kh, kw): the two frameworks' fans agree for regular and grouped
+    convolutions, so every rule is PyTorch's.
     A new instance per layer: a Keras initializer keeps the seed it was made with, so one shared instance
     would give every kernel of the same shape the same values.
     """
-    return keras.initializers.VarianceScaling(2.0, "fan_out", "untruncated_normal")
+    scale, mode, distribution = _init_rule(rule)
+    return keras.initializers.VarianceScaling(scale, mode, distribution)
 
 
-def depthwise_initializer(depth_multiplier: int = 1) -> keras.initializers.Initializer:
-    """torchvision's He-normal fan-out for a depthwise kernel: std = sqrt(2 / (kh * kw * C * m)).
+def depthwise_initializer(depth_multiplier: int = 1, rule: str | None = None) -> keras.initializers.Initializer:
+    """A depthwise kernel's initializer with PyTorch's fans (``rule`` as :func:`conv_initializer`'s).
 
     PyTorch stores a depthwise conv (groups = C, multiplier m) as (C*m, 1, kh, kw), and its fan ignores
-    groups, so fan_out = C*m*kh*kw. Keras stores the kernel as (kh, kw, C, m) and computes
+    groups, so fan_out = C*m*kh*kw and fan_in = kh*kw. Keras stores the kernel as (kh, kw, C, m) and computes
     fan_in = kh*kw*C, fan_out = kh*kw*m: "fan_out" would give sqrt(2 / (kh*kw*m)), sqrt(C) times torch's
-    std. "fan_in" with scale 2/m gives exactly torch's: 2/m / (kh*kw*C) = 2 / (C*m*kh*kw).
+    std. "fan_in" with scale 2/m gives exactly torch's: 2/m / (kh*kw*C) = 2 / (C*m*kh*kw); torch's fan_in
+    is Keras' fan_out with scale 2*m. The average, kh*kw*(1 + C*m)/2 in PyTorch, is Keras' kh*kw*(C + m)/2:
+    equal for m = 1; the glorot rules use Keras' for m > 1.
     """
-    return keras.initializers.VarianceScaling(2.0 / depth_multiplier, "fan_in", "untruncated_normal")
+    scale, mode, distribution = _init_rule(rule)
+    if mode == "fan_out":
+        scale, mode = scale / depth_multiplier, "fan_in"
+    elif mode == "fan_in":
+        scale, mode = scale * depth_multiplier, "fan_out"
+    return keras.initializers.VarianceScaling(scale, mode, distribution)
 
 
 def conv2d(filters: int, kernel_size=1, strides=1, *, name: str, **kwargs) -> layers.Conv2D:
@@ -91,9 +201,43 @@ def separable_conv2d(filters: int, kernel_size=3, strides=1, *, name: str, depth
                                                 "pointwise_initializer": conv_initializer(), **kwargs})
 
 
+def normalization(x, name: str, kind: str | None = None, **overrides):
+    """Normalize ``x`` over its channel axis with ``kind`` (one of :data:`NORMS`; default the one
+    ``norm_defaults`` selects) and the current ``norm_defaults`` settings (``overrides`` win).
+
+    BatchNorm is ``BatchNormalization``; the others are ``GroupNormalization`` with ``groups`` groups
+    (GroupNorm), one group (LayerNorm over H, W and C, with a gamma and beta per channel as in Wu and He 2018,
+    not ``LayerNormalization(axis=(1, 2, 3))``'s per position, which would tie the weights to one input size)
+    or one group per channel (InstanceNorm). "none" returns ``x`` (no layer).
+    """
+    kind = norm_kind(_NORM_KIND["kind"] if kind is None else kind)
+    for record in _NORM_RECORDS:
+        record[kind] += 1
+    if kind == "none":
+        return x
+    settings = {**_NORM, **overrides}
+    if kind == "batch":
+        return layers.BatchNormalization(axis=-1, name=name, **settings)(x)
+    channels = x.shape[-1]
+    groups = {"group": _NORM_KIND["groups"], "layer": 1, "instance": channels}[kind]
+    if channels % groups:
+        raise ValueError(f"GroupNorm layer {name!r} normalizes {channels} channels, which {groups} groups do "
+                         f"not divide; choose a group count (create_model's norm_groups) dividing every "
+                         f"normalized layer's channels.")
+    settings = {k: v for k, v in settings.items() if k not in _BATCH_ONLY}
+    return layers.GroupNormalization(groups=groups, axis=-1, name=name, **settings)(x)
+
+
 def batch_norm(x, name: str, **overrides):
-    """BatchNorm over the channel axis with the current ``norm_defaults`` (``overrides`` win)."""
-    return layers.BatchNormalization(axis=-1, name=name, **{**_NORM, **overrides})(x)
+    """The normalization ``norm_defaults`` selects (BatchNorm unless a family or ``create_model`` chose
+    another) over the channel axis, with its current settings (``overrides`` win); see :func:`normalization`."""
+    return normalization(x, name, **overrides)
+
+
+@keras.saving.register_keras_serializable(package="catalog")
+def scaled_tanh(x):
+    """LeCun et al. 1998's squashing function, 1.7159 * tanh(2x/3): f(1) = 1 and f(-1) = -1, gain about 1 near 0."""
+    return 1.7159 * ops.tanh(x * (2.0 / 3.0))
 
 
 _ACTIVATIONS = {
@@ -106,6 +250,7 @@ _ACTIVATIONS = {
     "hard_sigmoid": lambda name: layers.Activation("hard_sigmoid", name=name),
     "sigmoid": lambda name: layers.Activation("sigmoid", name=name),
     "tanh": lambda name: layers.Activation("tanh", name=name),
+    "scaled_tanh": lambda name: layers.Activation(scaled_tanh, name=name),
     "gelu": lambda name: layers.Activation("gelu", name=name),
     "elu": lambda name: layers.Activation("elu", name=name),
 }
@@ -118,7 +263,8 @@ def act(x, kind: str | None, name: str):
     plain ``"leaky_relu"`` has slope 0.1), or None for the identity.
 
     ``"prelu"`` is He et al. 2015's channel-wise PReLU: one learned slope per channel, shared over the
-    other axes, initialized to 0.25 (C parameters).
+    other axes, initialized to 0.25 (C parameters). ``"scaled_tanh"`` is LeNet-5's 1.7159 * tanh(2x/3)
+    (:func:`scaled_tanh`).
     """
     if kind is None:
         return x
@@ -167,9 +313,9 @@ def max_pool_ceil(x, name: str, pool_size: int = 3, strides: int = 2):
 
 def conv_bn_act(x, filters: int, kernel_size=3, strides=1, *, name: str, groups: int = 1,
                 dilation: int = 1, padding: str = "same", activation: str | None = "relu",
-                norm: bool = True, use_bias: bool | None = None, depthwise: bool = False,
+                norm: bool | str | None = True, use_bias: bool | None = None, depthwise: bool = False,
                 zero_init: bool = False):
-    """Conv2D (or DepthwiseConv2D) -> BatchNorm -> activation, named ``{name}_conv/_bn/_act``.
+    """Conv2D (or DepthwiseConv2D) -> normalization -> activation, named ``{name}_conv/_bn/_act``.
 
     Args:
         x: input tensor (NHWC).
@@ -181,31 +327,33 @@ def conv_bn_act(x, filters: int, kernel_size=3, strides=1, *, name: str, groups:
         dilation: dilation rate.
         padding: "same", "valid", or "symmetric" (explicit zero padding of k//2, as PyTorch pads).
         activation: a name from ``ACTIVATIONS`` or None.
-        norm: whether BatchNorm follows the convolution.
-        use_bias: conv bias; defaults to ``not norm`` (no bias before BatchNorm).
+        norm: the normalization after the convolution: True (the kind ``norm_defaults`` selects, BatchNorm
+            by default), one of :data:`NORMS`, or False/None (none).
+        use_bias: conv bias; defaults to True without normalization only (no bias before a normalization).
         depthwise: use a depthwise convolution.
-        zero_init: the unit starts by outputting zeros: BatchNorm gamma 0 (the last BN of a residual
-            branch, Goyal et al. 2017), or, with ``norm=False``, a zero conv kernel (timm's
+        zero_init: the unit starts by outputting zeros: the normalization's gamma 0 (the last BN of a
+            residual branch, Goyal et al. 2017), or, without normalization, a zero conv kernel (timm's
             ``zero_init_last`` for pre-activation blocks, whose branch ends in a conv).
     """
     if padding not in ("same", "valid", "symmetric"):
         raise ValueError(f"padding must be 'same', 'valid' or 'symmetric'; got {padding!r}.")
-    use_bias = (not norm) if use_bias is None else use_bias
+    kind = norm_kind(norm)
+    use_bias = (kind == "none") if use_bias is None else use_bias
     conv_padding = padding
     if padding == "symmetric":
         k = kernel_size if isinstance(kernel_size, int) else max(kernel_size)
         x = pad_symmetric(x, k, dilation, name=f"{name}_pad")
         conv_padding = "valid"
     kernel = "depthwise_initializer" if depthwise else "kernel_initializer"
-    zero_kernel = {kernel: "zeros"} if zero_init and not norm else {}
+    zero_kernel = {kernel: "zeros"} if zero_init and kind == "none" else {}
     if depthwise:
         x = depthwise_conv2d(kernel_size, strides, padding=conv_padding, dilation_rate=dilation,
                              use_bias=use_bias, name=f"{name}_conv", **zero_kernel)(x)
     else:
         x = conv2d(filters, kernel_size, strides, padding=conv_padding, groups=groups, dilation_rate=dilation,
                    use_bias=use_bias, name=f"{name}_conv", **zero_kernel)(x)
-    if norm:
-        x = batch_norm(x, name=f"{name}_bn", **({"gamma_initializer": "zeros"} if zero_init else {}))
+    if kind != "none" or norm is True:  # a "none" that norm_defaults selected is counted there
+        x = normalization(x, name=f"{name}_bn", kind=kind, **({"gamma_initializer": "zeros"} if zero_init else {}))
     return act(x, activation, name=f"{name}_act")
 
 

@@ -47,6 +47,11 @@ def _branch_end(x, *, attention, drop_path_rate: float, name: str):
     return drop_path(x, drop_path_rate, name=f"{name}_drop_path")
 
 
+def _check_shortcut_kernel(kernel_size):
+    if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size <= 0 or kernel_size % 2 == 0:
+        raise ValueError(f"shortcut_kernel must be a positive odd integer (1 or 3); got {kernel_size!r}.")
+
+
 def _check(filters, stride, dilation=1):
     if isinstance(filters, bool) or not isinstance(filters, int) or filters <= 0:
         raise ValueError(f"filters must be a positive integer; got {filters!r}.")
@@ -59,18 +64,20 @@ def _check(filters, stride, dilation=1):
                          f"{stride} with dilation {dilation}.")
 
 
-def _shortcut(x, out_channels: int, stride: int, kind: str, name: str, bias: bool = False, norm: bool = True):
+def _shortcut(x, out_channels: int, stride: int, kind: str, name: str, bias: bool = False, norm: bool = True,
+              kernel_size: int = 1):
     """Identity when the shape is kept; otherwise option B (1x1 conv, + BN if ``norm``) or option A.
 
     Option A (He et al. 2016, CIFAR): subsample by taking every ``stride``-th pixel (a 1x1 max pooling)
-    and zero-pad the new channels, half before and half after; no parameters.
+    and zero-pad the new channels, half before and half after; no parameters. A ``kernel_size`` > 1
+    projection (SENet-154's 3x3) pads k//2 on every side, as PyTorch does.
     """
     in_channels = int(x.shape[-1])
     if stride == 1 and in_channels == out_channels:
         return x
     if kind == "projection":
-        return conv_bn_act(x, out_channels, 1, stride, norm=norm, use_bias=bias, activation=None,
-                           name=f"{name}_shortcut")
+        return conv_bn_act(x, out_channels, kernel_size, stride, norm=norm, use_bias=bias, activation=None,
+                           padding="same" if kernel_size == 1 else "symmetric", name=f"{name}_shortcut")
     if kind != "zero_pad":
         raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}; got {kind!r}.")
     if out_channels < in_channels:
@@ -89,10 +96,10 @@ def _shortcut(x, out_channels: int, stride: int, kind: str, name: str, bias: boo
 
 def basic(x, filters: int, stride: int = 1, *, dilation: int = 1, shortcut: str = "projection",
           drop_path_rate: float = 0.0, attention: Callable | None = None, zero_init_residual: bool = False,
-          name: str):
+          shortcut_kernel: int = 1, name: str):
     """Basic block of ResNet-18/34 (He et al. 2016): 3x3(stride)-BN-ReLU, 3x3-BN, + shortcut, ReLU.
 
-    Parameters: 9*Cin*F + 9*F*F + 4F, plus Cin*F + 2F for a projection shortcut.
+    Parameters: 9*Cin*F + 9*F*F + 4F, plus k*k*Cin*F + 2F for a projection shortcut of kernel k.
 
     Args:
         x: input tensor (NHWC).
@@ -103,10 +110,12 @@ def basic(x, filters: int, stride: int = 1, *, dilation: int = 1, shortcut: str 
         drop_path_rate: stochastic-depth rate of the residual branch.
         attention: ``fn(x, name=...)`` applied to the residual branch before the addition, or None.
         zero_init_residual: start ``conv2_bn``'s gamma at 0 (the block starts as the identity).
+        shortcut_kernel: kernel size of a projection shortcut (1; SENet-154 uses 3 on its strided blocks).
         name: layer name prefix.
     """
     _check(filters, stride, dilation)
-    sc = _shortcut(x, filters, stride, shortcut, name)
+    _check_shortcut_kernel(shortcut_kernel)
+    sc = _shortcut(x, filters, stride, shortcut, name, kernel_size=shortcut_kernel)
     y = conv_bn_act(x, filters, 3, stride, padding=_pad(stride), dilation=dilation, name=f"{name}_conv1")
     y = conv_bn_act(y, filters, 3, activation=None, dilation=dilation, zero_init=zero_init_residual,
                     name=f"{name}_conv2")
@@ -118,14 +127,15 @@ def basic(x, filters: int, stride: int = 1, *, dilation: int = 1, shortcut: str 
 def bottleneck(x, filters: int, stride: int = 1, *, groups: int = 1, base_width: int = 64,
                expansion: int = 4, stride_on_1x1: bool = False, dilation: int = 1, shortcut: str = "projection",
                drop_path_rate: float = 0.0, attention: Callable | None = None, zero_init_residual: bool = False,
-               name: str):
+               reduce_first: int = 1, shortcut_kernel: int = 1, name: str):
     """Bottleneck block: 1x1-BN-ReLU, 3x3(groups)-BN-ReLU, 1x1(expansion*F)-BN, + shortcut, ReLU.
 
     The stride sits on the 3x3 (torchvision "ResNet v1.5"); ``stride_on_1x1=True`` puts it on the first
     1x1 as in He et al. 2016 (same parameter count). Width w = int(F * base_width / 64) * groups:
     ResNeXt (Xie et al. 2017) is ``groups=32, base_width=4``; Wide ResNet-50-2 (Zagoruyko & Komodakis 2016,
     torchvision layout) is ``base_width=128``. Parameters: Cin*w + 9*(w/groups)*w + w*E*F + 4w + 2*E*F,
-    plus Cin*E*F + 2*E*F for a projection shortcut.
+    plus k*k*Cin*E*F + 2*E*F for a projection shortcut of kernel k. With ``reduce_first`` r the first 1x1
+    has w/r channels (SENet-154: r = 2, 64 groups): Cin*w/r + 9*(w/r/groups)*w + w*E*F + 2w/r + 2w + 2*E*F.
 
     Args:
         x: input tensor (NHWC).
@@ -141,20 +151,28 @@ def bottleneck(x, filters: int, stride: int = 1, *, groups: int = 1, base_width:
         drop_path_rate: stochastic-depth rate of the residual branch.
         attention: ``fn(x, name=...)`` applied to the residual branch before the addition, or None.
         zero_init_residual: start ``conv3_bn``'s gamma at 0 (the block starts as the identity).
+        reduce_first: the first 1x1 outputs ``width // reduce_first`` channels (SENet-154's bottleneck: 2).
+        shortcut_kernel: kernel size of a projection shortcut (1; SENet-154 uses 3 on its strided blocks).
         name: layer name prefix.
     """
     _check(filters, stride, dilation)
-    for arg, value in (("groups", groups), ("base_width", base_width), ("expansion", expansion)):
+    _check_shortcut_kernel(shortcut_kernel)
+    for arg, value in (("groups", groups), ("base_width", base_width), ("expansion", expansion),
+                       ("reduce_first", reduce_first)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ValueError(f"{arg} must be a positive integer; got {value!r}.")
     width = int(filters * base_width / 64) * groups
     if width == 0:
         raise ValueError(f"base_width={base_width} with filters={filters} gives a zero-width bottleneck; "
                          "increase base_width.")
+    first = width // reduce_first
+    if first == 0 or first % groups:
+        raise ValueError(f"reduce_first={reduce_first} leaves {first} channels on the first 1x1 of a {width}-wide "
+                         f"bottleneck; they must be a positive multiple of groups={groups}.")
     out = filters * expansion
-    sc = _shortcut(x, out, stride, shortcut, name)
+    sc = _shortcut(x, out, stride, shortcut, name, kernel_size=shortcut_kernel)
     s1, s3 = (stride, 1) if stride_on_1x1 else (1, stride)
-    y = conv_bn_act(x, width, 1, s1, name=f"{name}_conv1")
+    y = conv_bn_act(x, first, 1, s1, name=f"{name}_conv1")
     y = conv_bn_act(y, width, 3, s3, groups=groups, padding=_pad(s3), dilation=dilation, name=f"{name}_conv2")
     y = conv_bn_act(y, out, 1, activation=None, zero_init=zero_init_residual, name=f"{name}_conv3")
     y = _branch_end(y, attention=attention, drop_path_rate=drop_path_rate, name=name)

@@ -50,6 +50,7 @@ COLUMNS = ("model", "infer_img_size", "infer_batch_size", "infer_samples_per_sec
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS_MD = os.path.join(ROOT, "docs", "models.md")
 CPU_CSV = os.path.join(ROOT, "docs", "benchmark_cpu.csv")
+ACCURACY_CSV = os.path.join(ROOT, "docs", "accuracy_cpu.csv")
 
 
 def _check(names, batch_size, image_size, jit, precision, mode, repeats, warmup):
@@ -295,6 +296,15 @@ def read_csv(path: str) -> dict:
         return {}
 
 
+def read_accuracy_csv(path: str = ACCURACY_CSV) -> dict:
+    """{(model, data): row} of ``benchmarks/family_accuracy.py``'s CSV (the last row of a pair wins)."""
+    try:
+        with open(path, encoding="utf-8", newline="") as f:
+            return {(row["model"], row["data"]): row for row in _csv.DictReader(f)}
+    except FileNotFoundError:
+        return {}
+
+
 # ------------------------------------------------------------------------------------------ per-layer profile
 def _group(name: str) -> str:
     """A layer's group: its name up to the first ``_`` (``stage3_block2_conv1`` -> ``stage3``); a nested
@@ -396,16 +406,19 @@ def _gmacs(macs) -> str:
     return "-" if macs is None else f"{macs / 1e9:.4g}"
 
 
-def models_markdown(csv_path: str = CPU_CSV) -> str:
-    """The text of ``docs/models.md``: every registered name's card and its measured CPU latency.
+def models_markdown(csv_path: str = CPU_CSV, accuracy_path: str = ACCURACY_CSV) -> str:
+    """The text of ``docs/models.md``: every registered name's card, its measured CPU latency and, for each
+    family's smallest member, its measured small-budget accuracy.
 
     Reads the registry's names, the shipped cards (a name missing from them is built once, as
-    :func:`catalog.registry.model_info` does) and the benchmark CSV at ``csv_path``.
+    :func:`catalog.registry.model_info` does), the benchmark CSV at ``csv_path`` and the accuracy CSV
+    (``benchmarks/family_accuracy.py``) at ``accuracy_path``.
     """
     from catalog.registry import TASKS, list_models, model_info
 
     cards = [model_info(n).to_dict() for n in list_models()]
     timings = read_csv(csv_path)
+    accuracy = read_accuracy_csv(accuracy_path)
     sources: list[str] = []
 
     def cite(source):
@@ -433,9 +446,16 @@ def models_markdown(csv_path: str = CPU_CSV) -> str:
         + "); n/a: not benchmarked yet. Regenerate the CSV with the command in docs/performance.md "
         "(\"Benchmark (catalog benchmark)\"), then this file.",
         "",
+        "Top-1 shapes / digits: test accuracy of each classification family's smallest member trained from random "
+        "weights at one small common budget (`benchmarks/family_accuracy.py`: 32 px or the model's minimum, "
+        "batch 32, Adam 1e-3 cosine, the loader's augmentation, seed 0; generated shapes, 2,000 training and "
+        "500 test images, 5 classes; scikit-learn's digits, 1,078 training and 359 test images, 10 classes), kept "
+        "in `docs/accuracy_cpu.csv`; its epochs in docs/performance.md. A comparison of families on this CPU, not "
+        "ImageNet accuracy; -: not measured.",
+        "",
         "| name | task | family | params | reference params | GMACs | reference GMACs | input | paper "
-        "| CPU latency b1 |",
-        "|---|---|---|---:|---:|---:|---:|---|---|---:|",
+        "| CPU latency b1 | top-1 shapes / digits |",
+        "|---|---|---|---:|---:|---:|---:|---|---|---:|---:|",
     ]
     for c in cards:
         ref_params = (f"{c['reference_params']:,}{cite(c['reference_params_source'])}"
@@ -445,9 +465,11 @@ def models_markdown(csv_path: str = CPU_CSV) -> str:
         latency = (f"{float(timing['infer_latency_b1']):.1f} ms @ {timing['infer_img_size']} px"
                    if timing and timing.get("infer_latency_b1") else "n/a")
         shape = "x".join(str(v) for v in c["input_shape"])
+        scores = [accuracy.get((c["name"], data)) for data in ("shapes", "digits")]
+        top1 = " / ".join(f"{float(r['top1']):.3f}" if r else "-" for r in scores) if any(scores) else "-"
         lines.append("| " + " | ".join(_cell(v) for v in (
             c["name"], c["task"], c["family"], f"{c['params']:,}", ref_params, _gmacs(c["macs"]), ref_macs, shape,
-            c["paper"] or "-", latency)) + " |")
+            c["paper"] or "-", latency, top1)) + " |")
     lines += ["", "Sources of the reference numbers:", ""]
     lines += [f"{i}. {_cell(s)}" for i, s in enumerate(sources, 1)]
     return "\n".join(lines) + "\n"

@@ -93,6 +93,7 @@ def cmd_info(args):
         ("total params", f"{card['total_params']:,}"),
         ("MACs", f"{card['macs'] / 1e6:,.1f}M" if card["macs"] is not None else "not counted"),
         ("preprocessing", card["preprocessing"] or "-"), ("eval crop", card["crop_fraction"]),
+        ("initialization", card.get("initialization") or "-"),
         ("feature channels", tuple(card["feature_channels"])),
         ("feature reductions", tuple(card["feature_reductions"])),
         ("description", card["description"]),

@@ -27,6 +27,15 @@ TASKS = ("classification", "detection", "segmentation", "restoration", "generati
 TASK_DATA = {"classification": "classification", "detection": "detection", "segmentation": "segmentation",
              "restoration": None, "generation": "classification", "embedding": "classification",
              "video": "video", "early_exit": "classification"}
+# create_model's keywords for every name, applied to the whole build through catalog.blocks.layers' contexts
+# (a builder with a keyword of the same name keeps its own).
+BUILD_KEYWORDS = ("norm", "norm_groups", "initializer")
+# The convolution initialization of the families whose code does not use catalog.blocks.layers' rule (their
+# modules may pass ``initialization=`` to register_model instead); every other family's is "he_normal_fan_out".
+FAMILY_INITIALIZATION = {
+    "srcnn": "glorot_uniform", "espcn": "glorot_uniform", "edsr": "glorot_uniform",  # Keras' Conv2D default
+    "dcgan": "normal_0.02",  # N(0, 0.02), Radford et al. 2016
+}
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
@@ -50,6 +59,7 @@ class ModelEntry:
     crop_fraction: float | None = None
     description: str = ""
     recipe: Callable[..., Any] | None = None
+    initialization: str = "he_normal_fan_out"
 
 
 @dataclasses.dataclass
@@ -115,6 +125,7 @@ class ModelCard:
     crop_fraction: float
     defaults: dict
     description: str
+    initialization: str
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -142,8 +153,10 @@ def register_model(fn: Callable | None = None, *, name: str | None = None, famil
     multiply-accumulates of one forward pass at ``input_shape``) with their ``*_source``,
     ``min_input_size``, ``preprocessing`` (the pixel scaling of the reference weights) and
     ``crop_fraction`` (their evaluation centre crop; default 0.875, ImageNet's 224 of 256, for inputs of
-    96 px and more, else 1.0) and ``recipe`` (task models: a function of the built model returning its
-    :class:`TrainingRecipe`; classifiers train without one).
+    96 px and more, else 1.0), ``recipe`` (task models: a function of the built model returning its
+    :class:`TrainingRecipe`; classifiers train without one) and ``initialization`` (the reference's
+    convolution initialization: one of ``catalog.blocks.layers.INITIALIZERS`` where the family's convolutions
+    use that rule, default "he_normal_fan_out"; another name describes a family's own rule).
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}.")
@@ -156,6 +169,9 @@ def register_model(fn: Callable | None = None, *, name: str | None = None, famil
     if facts.get("crop_fraction") is None:
         facts["crop_fraction"] = 0.875 if facts["input_shape"][0] >= 96 else 1.0
     facts["defaults"] = dict(facts.get("defaults") or {})
+    facts.setdefault("initialization", FAMILY_INITIALIZATION.get(family, "he_normal_fan_out"))
+    if not isinstance(facts["initialization"], str) or not facts["initialization"]:
+        raise ValueError(f"initialization must be the name of a rule; got {facts['initialization']!r}.")
 
     def decorate(builder: Callable) -> Callable:
         key = name or builder.__name__
@@ -213,11 +229,13 @@ def accepted_kwargs(name: str) -> list[str]:
     """The keywords ``create_model(name, ...)`` accepts.
 
     A builder with ``**kwargs`` forwards them to its task's assembly (for classification,
-    :func:`catalog.models.classifier.build_classifier`), whose public keywords are accepted too.
+    :func:`catalog.models.classifier.build_classifier`), whose public keywords are accepted too; every name
+    accepts :data:`BUILD_KEYWORDS`.
     """
     entry = _entry(name)
     params = inspect.signature(entry.builder).parameters
     accepted = {p for p, v in params.items() if v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD)}
+    accepted |= set(BUILD_KEYWORDS)
     if _forwards_kwargs(entry):
         from catalog.models.classifier import PUBLIC_KEYWORDS
         accepted |= set(PUBLIC_KEYWORDS)
@@ -227,9 +245,22 @@ def accepted_kwargs(name: str) -> list[str]:
 def create_model(name: str, /, **kwargs):
     """Build the registered architecture ``name``; keywords override the registered defaults.
 
+    Every name also takes :data:`BUILD_KEYWORDS`, which change the whole build (backbones of task models
+    included) through :mod:`catalog.blocks.layers`:
+
+    - ``norm``: the kind of every normalization layer, one of ``catalog.blocks.layers.NORMS`` ("batch",
+      "group", "layer", "instance", "none"; True is "batch", False and None are "none"). An architecture
+      without normalization stays without; layer names stay those of the BatchNorm build.
+    - ``norm_groups``: GroupNorm's number of groups (default 32); it must divide every normalized layer's
+      channels.
+    - ``initializer``: the rule of every convolution kernel, one of ``catalog.blocks.layers.INITIALIZERS``
+      (default: the card's ``initialization``, "he_normal_fan_out" for most families). Classifier heads keep
+      their family's rule.
+
     Raises:
         ValueError: unknown name (with the closest registered names), an unknown keyword (with the
-            accepted ones), or a bad value (naming the argument).
+            accepted ones), or a bad value (naming the argument); a ``norm`` or ``initializer`` that would
+            change nothing in this architecture.
     """
     entry = _entry(name)
     accepted = accepted_kwargs(name)
@@ -237,6 +268,43 @@ def create_model(name: str, /, **kwargs):
     if unknown:
         raise ValueError(f"create_model({name!r}) got unknown keyword(s) {', '.join(unknown)}; "
                          f"accepted: {', '.join(accepted)}.")
+    own = inspect.signature(entry.builder).parameters
+    settings = {k: kwargs.pop(k) for k in BUILD_KEYWORDS if k in kwargs and k not in own}
+    if not settings:
+        return _build(entry, kwargs)
+    from catalog.blocks import layers as blocks
+
+    kind = blocks.norm_kind(settings["norm"]) if "norm" in settings else None
+    groups, rule = settings.get("norm_groups"), settings.get("initializer")
+    if groups is not None and (isinstance(groups, bool) or not isinstance(groups, int) or groups < 1):
+        raise ValueError(f"norm_groups must be a positive integer; got {groups!r}.")
+    if rule is not None and rule not in blocks.INITIALIZERS:
+        raise ValueError(f"initializer must be one of {', '.join(blocks.INITIALIZERS)}; got {rule!r}.")
+    with blocks.norm_defaults(kind=kind, groups=groups) as norms, blocks.init_defaults(rule) as inits:
+        model = _build(entry, kwargs)
+    if kind not in (None, "batch"):
+        left = [layer.name for layer in _all_layers(model) if type(layer).__name__ == "BatchNormalization"]
+        if left or not norms[kind]:
+            what = f"BatchNormalization layers of its own ({', '.join(left[:3])})" if left else \
+                "no normalization layers"
+            raise ValueError(f"norm={settings['norm']!r} cannot be applied to {name}: it has {what}.")
+    if rule is not None and rule != entry.initialization and not inits["kernels"]:
+        raise ValueError(f"initializer={rule!r} cannot be applied to {name}: its convolutions use its own "
+                         f"rule ({entry.initialization}), not catalog.blocks.layers'.")
+    return model
+
+
+def _all_layers(model):
+    """The layers of ``model`` and of the models nested in it."""
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+
+
+def _build(entry: ModelEntry, kwargs: dict):
+    """Build ``entry`` with the caller's keywords over its defaults (create_model after the checks)."""
+    name = entry.name
     options = {**entry.defaults, **kwargs}
     if _forwards_kwargs(entry):
         options = {"name": name, "default_input_shape": entry.input_shape,

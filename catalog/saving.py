@@ -105,7 +105,7 @@ def load_model(path):
 
 # Modules that register custom Keras objects (importing them registers them).
 CUSTOM_OBJECT_MODULES = ("catalog.blocks.layers", "catalog.blocks.shuffle", "catalog.blocks.attention",
-                         "catalog.blocks.operators",
+                         "catalog.blocks.operators", "catalog.blocks.fractal",
                          "catalog.blocks.boxes", "catalog.models.alexnet", "catalog.models.retinanet",
                          "catalog.models.ssd", "catalog.blocks.segmentation", "catalog.training.segmentation_losses",
                          "catalog.training.schedules", "catalog.training.optim", "catalog.training.losses",

@@ -37,6 +37,7 @@ def test_info_shows_preprocessing_and_crop():
     result = run_cli("info", "resnet50")
     assert result.returncode == 0, result.stderr
     assert "25,557,032" in result.stdout and "torch" in result.stdout and "0.875" in result.stdout
+    assert "initialization:      he_normal_fan_out" in result.stdout
 
 
 def test_unknown_task_and_family_are_one_sentence():

@@ -21,9 +21,17 @@ SMALL: dict[str, dict] = {
     "mobilenet_v1": dict(alpha=0.25), "mobilenet_v2": dict(alpha=0.35), "mobilenet_v3": dict(alpha=0.5),
     "shufflenet_v1": dict(scale=0.5), "shufflenet_v2": dict(scale=0.5), "efficientnet": dict(width=0.5, depth=0.5),
     "octresnet": dict(width=16, depths=(1, 1, 1, 1)),
+    "sknet": dict(width=16, depths=(1, 1, 1, 1)),
+    "big_little": dict(width=16, depths=(2, 2, 2, 1)),
     **dict.fromkeys(("resnet", "resnet_v2", "resnet_cifar", "senet", "cbam"), dict(width=16, depths=(2, 1, 1))),
+    "senet154": dict(groups=8, base_width=16),
+    # every non-local weight gets a gradient at 32 px: no 2x2 pooling of res4's 2x2 map, no zero-init gamma
+    "nonlocal": dict(width=16, depths=(1, 2, 2), non_local_sub_sample=False, non_local_zero_init=False),
     "dpn": dict(k_sec=(1, 1, 1, 1), k_r=32, groups=8),
     "densenet": dict(blocks=(2, 2, 2, 2), growth_rate=8),
+    # drop-path off: at batch 2 it can leave a whole column without gradient (tests/models/test_fractalnet.py)
+    "fractalnet": dict(columns=3, blocks=2, filters=(8, 16), drop_path_rate=0.0, global_drop_fraction=0.0),
+    "residual_attention": dict(width=8),
 }
 
 

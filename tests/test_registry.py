@@ -149,3 +149,30 @@ def test_unknown_family_raises_like_an_unknown_task():
     with pytest.raises(ValueError, match="family must be one of .*resnet"):
         catalog.list_models(family="nope")
     assert "resnet50" in catalog.list_models(family="resnet")
+
+
+@pytest.mark.jax
+def test_every_name_takes_the_build_keywords():
+    from catalog.registry import BUILD_KEYWORDS
+
+    assert BUILD_KEYWORDS == ("norm", "norm_groups", "initializer")
+    for name in catalog.list_models():
+        assert set(BUILD_KEYWORDS) <= set(catalog.registry.accepted_kwargs(name)), name
+
+
+@pytest.mark.jax
+def test_build_keywords_leave_the_default_build_unchanged():
+    """norm="batch" and the card's own initializer select what the default build has: the same weights."""
+    keras.utils.set_random_seed(3)
+    default = catalog.create_model("resnet20")
+    keras.utils.set_random_seed(3)
+    chosen = catalog.create_model("resnet20", norm="batch", norm_groups=8, initializer="he_normal_fan_out")
+    assert default.get_config()["layers"] == chosen.get_config()["layers"]
+    for a, b in zip(default.weights, chosen.weights):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_model_info_card_names_the_initialization():
+    card = catalog.model_info("lenet5")
+    assert card.initialization == "he_normal_fan_out" and card.to_dict()["initialization"] == "he_normal_fan_out"
+    assert catalog.model_info("srcnn_915").initialization == "glorot_uniform"

@@ -2,15 +2,20 @@
 
 32x32x1 -> C1 6@5x5 (28x28) -> S2 2x2 avg pool (14x14) -> C3 16@5x5 (10x10) -> S4 (5x5) -> C5 120@5x5
 (1x1) -> F6 84 -> 10. C3 is fully connected to S2's maps here (the paper's sparse table is the exception
-that no modern implementation keeps): 61,706 trainable parameters. Scaled tanh as in the paper
-(1.7159 tanh(2x/3) is approximated by tanh), convs with biases (no BatchNorm).
+that no modern implementation keeps): 61,706 trainable parameters. Convs with biases (no BatchNorm). The
+registered model uses tanh; ``activation="scaled_tanh"`` gives the paper's 1.7159 tanh(2x/3) (its appendix A),
+and ``"sigmoid"`` the squashing function that later accounts wrongly attribute to it.
 """
 
 from keras import layers
 
-from catalog.blocks.layers import conv2d
+from catalog.blocks.layers import conv2d, scaled_tanh
 from catalog.models.classifier import build_classifier, dense
 from catalog.registry import register_model
+
+
+# The activation keyword's options: what each hidden conv and dense layer applies in place.
+ACTIVATIONS = {"tanh": "tanh", "scaled_tanh": scaled_tanh, "relu": "relu", "sigmoid": "sigmoid"}
 
 
 def _backbone(activation):
@@ -46,6 +51,10 @@ def lenet5(activation: str = "tanh", **kwargs):
     """LeNet-5: two conv/subsampling pairs, C5 as a 5x5 conv, F6 of 84 units, tanh activations.
 
     Args:
-        activation: activation of every hidden layer ("tanh" as in the paper, or "relu").
+        activation: activation of every hidden layer: "tanh" (default), "scaled_tanh" (the paper's
+            1.7159 tanh(2x/3)), "relu" or "sigmoid".
     """
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)}; got {activation!r}.")
+    activation = ACTIVATIONS[activation]
     return build_classifier(_backbone(activation), head=_head(activation), flatten_head=True, **kwargs)

@@ -4,6 +4,8 @@
   global pool -> dropout 1e-3 -> 1x1 conv with bias as the classifier). Width ``alpha`` scales every
   conv as ``int(c * alpha)``; resolution is the input size. Registered as ``mobilenet_v1`` (1.0 at 224)
   and ``mobilenet_v1_{alpha}_{resolution}`` for the paper's Tables 6 and 7 (e.g. ``mobilenet_v1_0_75_224``).
+  ``repeats_14x14`` keeps 0..5 of the five 512-channel stride-1 blocks at 14x14 (the depth knob of the
+  paper's Section 4.1); ``mobilenet_v1_shallow`` is its "Shallow MobileNet" of Table 5 (all five removed).
 - v2: 3x3/2 stem, 17 inverted residuals, 1x1 conv to 1280 (``make_divisible(1280 * alpha)`` only when
   alpha > 1, as keras.applications); keras.applications ``MobileNetV2`` layout and BatchNorm
   (eps 1e-3, momentum 0.999). Registered as ``mobilenet_v2`` and ``mobilenet_v2_{alpha}``.
@@ -25,6 +27,7 @@ from catalog.registry import register_model
 # v1: per stage (filters, stride) of the separable convs; stages end at reductions 2, 4, 8, 16, 32.
 V1_STAGES = (((64, 1),), ((128, 2), (128, 1)), ((256, 2), (256, 1)), ((512, 2),) + ((512, 1),) * 5,
              ((1024, 2), (1024, 1)))
+V1_REPEATS_14X14 = 5  # the stride-1 blocks of stage 4 (14x14x512 at 224), which repeats_14x14 trims
 
 # v2: rows (expansion t, channels c, repeats n, first stride s) of the paper's Table 2.
 V2_ROWS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
@@ -66,20 +69,28 @@ def _conv_head(x, num_classes, dropout):
     return layers.Flatten(name="head_flatten")(x)
 
 
-def mobilenet_v1(alpha: float = 1.0, dropout: float = 1e-3, **kwargs):
+def mobilenet_v1(alpha: float = 1.0, dropout: float = 1e-3, repeats_14x14: int = V1_REPEATS_14X14, **kwargs):
     """MobileNet v1 (Howard et al. 2017): a 3x3/2 stem and 13 depthwise-separable convs with ReLU6.
 
     Args:
         alpha: width multiplier (any positive number; the paper's are 1.0, 0.75, 0.5, 0.25).
         dropout: dropout before the 1x1-conv classifier (keras.applications' 1e-3).
+        repeats_14x14: how many of the five stride-1 512-channel blocks of stage 4 (14x14 at 224) to keep,
+            0 to 5; the paper's "Shallow MobileNet" (Section 4.1, Table 5) keeps none, leaving 8
+            separable convs. The blocks kept are the first ones, so their names do not change.
     """
     _check_alpha(alpha)
+    if isinstance(repeats_14x14, bool) or not isinstance(repeats_14x14, int) or not (
+            0 <= repeats_14x14 <= V1_REPEATS_14X14):
+        raise ValueError(f"repeats_14x14 must be an integer from 0 to {V1_REPEATS_14X14}; got {repeats_14x14!r}.")
+    layout = list(V1_STAGES)
+    layout[3] = V1_STAGES[3][:1 + repeats_14x14]
 
     def backbone(x):
         stages = []
         with norm_defaults(epsilon=1e-3, momentum=0.99):
             x = conv_bn_act(x, int(32 * alpha), 3, 2, activation="relu6", name="stem")
-            for s, stage in enumerate(V1_STAGES, start=1):
+            for s, stage in enumerate(layout, start=1):
                 for b, (filters, stride) in enumerate(stage, start=1):
                     x = separable(x, int(filters * alpha), stride, activation="relu6", name=f"stage{s}_block{b}")
                 stages.append(x)
@@ -210,6 +221,13 @@ for _name, (_alpha, _res, _params, _macs) in V1_VARIANTS.items():
                    reference_params_source=f"keras.applications.MobileNet(alpha={_alpha}) trainable weights",
                    reference_macs=_macs, reference_macs_source="Howard et al. 2017, Tables 6 and 7",
                    min_input_size=32, preprocessing="tf")
+# The paper's depth knob (Section 4.1, Table 5): no reference implementation, so the paper's figures are the
+# reference (2.9M parameters rounded to 0.1M; test_mobilenet checks the exact count in closed form).
+register_model(mobilenet_v1, name="mobilenet_v1_shallow", family="mobilenet_v1", paper=_V1_PAPER,
+               defaults=dict(repeats_14x14=0), reference_params=2_900_000, reference_params_rtol=0.05e6 / 2.9e6,
+               reference_params_source="Howard et al. 2017, Table 5 (Shallow MobileNet): 2.9M (rounded to 0.1M)",
+               reference_macs=307e6, reference_macs_source="Howard et al. 2017, Table 5 (Shallow MobileNet)",
+               min_input_size=32, preprocessing="tf")
 for _name, (_alpha, _params, _macs) in V2_VARIANTS.items():
     register_model(mobilenet_v2, name=_name, family="mobilenet_v2", paper=_V2_PAPER,
                    defaults=dict(alpha=_alpha), reference_params=_params,

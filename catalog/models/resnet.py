@@ -4,7 +4,11 @@
   7x7/2 stem conv-BN-ReLU, 3x3/2 max pool, four stages of basic or bottleneck blocks (64-128-256-512
   planes, stride 2 on the first block of stages 2-4, on the 3x3: "v1.5"), global average pool, FC.
   ResNeXt (Xie et al. 2017) and Wide ResNet-50/101-2 are the same net with grouped / widened bottlenecks.
-  BatchNorm eps 1e-5 (torchvision). Parameter counts equal torchvision's exactly.
+  BatchNorm eps 1e-5 (torchvision). Parameter counts equal torchvision's exactly; ResNet-200 (depths
+  3-24-36-3, trained in He et al.'s "Identity Mappings" paper; torchvision has none) equals timm's
+  ``resnet200``. The builder's ``stem``, ``stem_pool``, ``reduce_first`` and ``shortcut_kernel`` keywords give
+  SENet-154's layout (:mod:`catalog.models.senet`); ``after_block`` inserts blocks between residual blocks
+  (:mod:`catalog.models.nonlocal_resnet`).
 - ``resnet_v2``: pre-activation ResNet (He et al. 2016, "Identity Mappings in Deep Residual Networks") in
   keras.applications' ResNetV2 layout (stride on the last block of stages 1-3, biased stem conv and
   biased convs where no BatchNorm follows, final BN-ReLU, eps 1.001e-5), so its weights can be loaded.
@@ -25,7 +29,7 @@ from typing import Callable, Sequence
 from keras import layers
 
 from catalog.blocks import residual
-from catalog.blocks.layers import act, batch_norm, conv_bn_act, norm_defaults
+from catalog.blocks.layers import act, batch_norm, conv_bn_act, max_pool_ceil, norm_defaults
 from catalog.models.classifier import build_classifier, dilation_plan
 from catalog.registry import register_model
 
@@ -33,14 +37,19 @@ HE2016 = "He et al. 2016, Deep Residual Learning for Image Recognition, CVPR"
 HE2016_V2 = "He et al. 2016, Identity Mappings in Deep Residual Networks, ECCV"
 WRN = "Zagoruyko & Komodakis 2016, Wide Residual Networks, BMVC"
 TORCHVISION_MACS = "torchvision docs (GFLOPS = MACs)"
+# Names whose reference implementation is not torchvision's (which has no ResNet-200).
+SOURCES = {"resnet200": "timm resnet200 (v1.5 bottlenecks; He et al. 2016 'Identity Mappings' trained ResNet-200)"}
+STEMS = ("7x7", "deep")
+STEM_POOLS = ("pad", "ceil")
 
-# name: (builder keywords, reference trainable params, reference MACs)
+# name: (builder keywords, reference trainable params, reference MACs or None)
 VARIANTS = {
     "resnet18": (dict(block="basic", depths=(2, 2, 2, 2)), 11_689_512, 1.81e9),
     "resnet34": (dict(block="basic", depths=(3, 4, 6, 3)), 21_797_672, 3.66e9),
     "resnet50": (dict(block="bottleneck", depths=(3, 4, 6, 3)), 25_557_032, 4.09e9),
     "resnet101": (dict(block="bottleneck", depths=(3, 4, 23, 3)), 44_549_160, 7.80e9),
     "resnet152": (dict(block="bottleneck", depths=(3, 8, 36, 3)), 60_192_808, 11.51e9),
+    "resnet200": (dict(block="bottleneck", depths=(3, 24, 36, 3)), 64_673_832, None),
     "resnext50_32x4d": (dict(block="bottleneck", depths=(3, 4, 6, 3), groups=32, base_width=4),
                         25_028_904, 4.23e9),
     "resnext101_32x8d": (dict(block="bottleneck", depths=(3, 4, 23, 3), groups=32, base_width=8),
@@ -102,8 +111,13 @@ def _drop_rates(depths, rate):
 def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", width: int = 64, groups: int = 1,
            base_width: int = 64, stride_on_1x1: bool = False, drop_path_rate: float = 0.0,
            attention: Callable | None = None, zero_init_residual: bool = False, output_stride: int = 32,
-           **kwargs):
+           stem: str = "7x7", stem_pool: str = "pad", reduce_first: int = 1, shortcut_kernel: int = 1,
+           after_block: Callable | None = None, **kwargs):
     """ResNet v1.5 (torchvision layout): 7x7/2 stem, 3x3/2 max pool, four stages, GAP, FC.
+
+    The defaults of ``stem``, ``stem_pool``, ``reduce_first``, ``shortcut_kernel`` and ``after_block`` give
+    torchvision's network; SENet-154 (Hu et al. 2018, the authors' released model) sets ``stem="deep"``,
+    ``stem_pool="ceil"``, ``reduce_first=2`` and ``shortcut_kernel=3``.
 
     Args:
         depths: blocks per stage.
@@ -119,6 +133,16 @@ def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", widt
             :mod:`catalog.blocks.residual`.
         output_stride: 8, 16 or 32: the last stages' strides become dilations (torchvision's
             ``replace_stride_with_dilation``; see :func:`catalog.models.classifier.dilation_plan`).
+        stem: "7x7" (one 7x7/2 conv of ``width``) or "deep" (3x3/2 conv of ``width``, 3x3 of ``width``,
+            3x3 of ``2 * width``, each with BN-ReLU: SENet-154's stem, timm's ``stem_type="deep"``).
+        stem_pool: "pad" (zero padding 1, then 3x3/2 max pool: torchvision) or "ceil" (3x3/2 max pool with
+            Caffe's / PyTorch's ``ceil_mode``, no padding: the SENet authors' models).
+        reduce_first: the bottleneck's first 1x1 has ``1 / reduce_first`` of its 3x3's width (SENet-154: 2).
+        shortcut_kernel: kernel size of the projection shortcut of the first block of stages 2+ (SENet-154:
+            3, zero padding 1); stage 1's projection stays 1x1.
+        after_block: ``fn(x, stage, block) -> tensor`` called after every residual block with 1-indexed
+            stage and block numbers (returning ``x`` adds nothing), or None; the non-local ResNet inserts
+            its blocks with it.
         **kwargs: :func:`catalog.models.classifier.build_classifier` keywords.
     """
     if block not in ("basic", "bottleneck"):
@@ -127,12 +151,22 @@ def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", widt
     _positive_int(width, "width")
     _positive_int(groups, "groups")
     _positive_int(base_width, "base_width")
+    _positive_int(reduce_first, "reduce_first")
+    if isinstance(shortcut_kernel, bool) or shortcut_kernel not in (1, 3, 5, 7):
+        raise ValueError(f"shortcut_kernel must be 1, 3, 5 or 7; got {shortcut_kernel!r}.")
     _check_common(drop_path_rate, attention, zero_init_residual)
-    if block == "basic" and (groups != 1 or base_width != 64 or stride_on_1x1):
-        raise ValueError("groups, base_width and stride_on_1x1 apply to block='bottleneck' only; "
-                         f"got groups={groups}, base_width={base_width}, stride_on_1x1={stride_on_1x1}.")
+    if stem not in STEMS:
+        raise ValueError(f"stem must be one of {', '.join(STEMS)}; got {stem!r}.")
+    if stem_pool not in STEM_POOLS:
+        raise ValueError(f"stem_pool must be one of {', '.join(STEM_POOLS)}; got {stem_pool!r}.")
+    if after_block is not None and not callable(after_block):
+        raise ValueError(f"after_block must be None or a callable fn(x, stage, block); got {after_block!r}.")
+    if block == "basic" and (groups != 1 or base_width != 64 or stride_on_1x1 or reduce_first != 1):
+        raise ValueError("groups, base_width, stride_on_1x1 and reduce_first apply to block='bottleneck' only; "
+                         f"got groups={groups}, base_width={base_width}, stride_on_1x1={stride_on_1x1}, "
+                         f"reduce_first={reduce_first}.")
     options = {} if block == "basic" else dict(groups=groups, base_width=base_width,
-                                               stride_on_1x1=stride_on_1x1)
+                                               stride_on_1x1=stride_on_1x1, reduce_first=reduce_first)
     fn = residual.BLOCKS[block]
     rates = iter(_drop_rates(depths, drop_path_rate))
     plan = iter(dilation_plan([2 if (j == 0 and i > 0) else 1 for i, d in enumerate(depths) for j in range(d)],
@@ -140,16 +174,26 @@ def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", widt
 
     def backbone(x):
         with norm_defaults(epsilon=1e-5):
-            x = conv_bn_act(x, width, 7, 2, padding="symmetric", name="stem")
+            if stem == "7x7":
+                x = conv_bn_act(x, width, 7, 2, padding="symmetric", name="stem")
+            else:
+                for k, (filters, stride) in enumerate(((width, 2), (width, 1), (2 * width, 1)), start=1):
+                    x = conv_bn_act(x, filters, 3, stride, padding="symmetric", name=f"stem{k}")
             stages = [x]
-            x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)  # after ReLU, zero = PyTorch's -inf pad
-            x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+            if stem_pool == "pad":
+                x = layers.ZeroPadding2D(1, name="stem_pool_pad")(x)  # after ReLU, zero = PyTorch's -inf pad
+                x = layers.MaxPooling2D(3, strides=2, name="stem_pool")(x)
+            else:
+                x = max_pool_ceil(x, name="stem_pool")
             for i, depth in enumerate(depths):
                 for j in range(depth):
                     stride, dilation = next(plan)
                     x = fn(x, width * 2 ** i, stride, dilation=dilation, drop_path_rate=next(rates),
                            attention=attention, zero_init_residual=zero_init_residual,
+                           shortcut_kernel=shortcut_kernel if (i > 0 and j == 0) else 1,
                            name=f"stage{i + 1}_block{j + 1}", **options)
+                    if after_block is not None:
+                        x = after_block(x, i + 1, j + 1)
                 stages.append(x)
         return x, stages
 
@@ -270,10 +314,11 @@ for _name, (_row, _params, _macs) in VARIANTS.items():
     register_model(resnet, name=_name, family="resnet",
                    paper=("Xie et al. 2017, Aggregated Residual Transformations for Deep Neural Networks, CVPR"
                           if _name.startswith("resnext") else
-                          WRN if _name.startswith("wide") else HE2016),
+                          WRN if _name.startswith("wide") else HE2016_V2 if _name == "resnet200" else HE2016),
                    input_shape=(224, 224, 3), defaults=_row, reference_params=_params,
-                   reference_params_source=f"torchvision {_name}", reference_macs=_macs,
-                   reference_macs_source=TORCHVISION_MACS, min_input_size=32, preprocessing="torch")
+                   reference_params_source=SOURCES.get(_name, f"torchvision {_name}"), reference_macs=_macs,
+                   reference_macs_source=TORCHVISION_MACS if _macs else None, min_input_size=32,
+                   preprocessing="torch")
 
 for _name, (_depths, _exact, _published) in VARIANTS_V2.items():
     register_model(resnet_v2, name=_name, family="resnet_v2", paper=HE2016_V2, input_shape=(224, 224, 3),

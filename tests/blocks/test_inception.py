@@ -36,6 +36,48 @@ def test_inception_v1_module():
     assert isinstance(model.get_layer("m_branch3_pool"), keras.layers.MaxPooling2D)
 
 
+def test_inception_bn_module():
+    model = build(inception.inception_bn, (28, 28, 192), 64, 64, 64, 64, 96, "avg", 32)  # BN-Inception 3a
+    assert model.output.shape == (None, 28, 28, 64 + 64 + 96 + 32)
+    assert n_params(model) == (conv(192, 64, 1) + conv(192, 64, 1) + conv(64, 64, 3) + conv(192, 64, 1)
+                               + conv(64, 96, 3) + conv(96, 96, 3) + conv(192, 32, 1))
+    assert model.get_layer("m_branch2_conv3_conv").kernel_size == (3, 3)  # the factorized 5x5
+    assert isinstance(model.get_layer("m_branch3_pool"), keras.layers.AveragePooling2D)
+
+
+@pytest.mark.parametrize("size", [28, 7])
+def test_inception_bn_pass_through_reduction(size):
+    model = build(inception.inception_bn, (size, size, 576), 0, 128, 192, 192, 256, "max", strides=2)
+    half = -(-size // 2)  # both 3x3 branches and the pool agree on odd sizes too
+    assert model.output.shape == (None, half, half, 192 + 256 + 576)  # BN-Inception 4e
+    assert n_params(model) == (conv(576, 128, 1) + conv(128, 192, 3) + conv(576, 192, 1) + conv(192, 256, 3)
+                               + conv(256, 256, 3))
+    assert model.get_layer("m_branch0_conv2_conv").strides == (2, 2)
+    assert model.get_layer("m_branch1_conv2_conv").strides == (1, 1)
+    assert model.get_layer("m_branch1_conv3_conv").strides == (2, 2)
+    assert model.get_layer("m_branch2_pool").strides == (2, 2)
+
+
+def test_average_pool_counting_its_zero_padding():
+    x = keras.Input((4, 4, 1))
+    y = inception.inception_module(x, [[("avg", 3, 1, "symmetric")]], name="m")
+    data = np.arange(1, 17, dtype="float32").reshape(1, 4, 4, 1)
+    out = np.asarray(keras.Model(x, y)(data))[0, :, :, 0]
+    assert out.shape == (4, 4)
+    assert out[0, 0] == pytest.approx((1 + 2 + 5 + 6) / 9)  # zeros count, unlike "same" (/ 4)
+    assert out[1, 1] == pytest.approx(6.0)
+
+
+def test_inception_bn_errors():
+    x = keras.Input((8, 8, 16))
+    with pytest.raises(ValueError, match="pool must be 'avg' or 'max'"):
+        inception.inception_bn(x, 4, 4, 4, 4, 4, "sum", 4, name="bad")
+    with pytest.raises(ValueError, match="strides must be 1 or 2"):
+        inception.inception_bn(x, 0, 4, 4, 4, 4, "max", strides=3, name="bad")
+    with pytest.raises(ValueError, match="c1 must be 0"):
+        inception.inception_bn(x, 4, 4, 4, 4, 4, "max", strides=2, name="bad")
+
+
 @pytest.mark.parametrize("factorized", [False, True])
 def test_inception_v3_a(factorized):
     model = build(inception.inception_v3_a, (9, 9, 192), 32, factorized=factorized)

@@ -1,11 +1,14 @@
-"""Shared pieces: conv_bn_act, norm_defaults, make_divisible, activations, DropPath (TF and JAX)."""
+"""Shared pieces: conv_bn_act, norm_defaults, make_divisible, activations (LeNet-5's scaled tanh too), DropPath
+(TF and JAX). Normalization kinds: test_normalization.py."""
 
 import keras
 import numpy as np
 import pytest
 
 from catalog.blocks import attention
-from catalog.blocks.layers import ACTIVATIONS, DropPath, act, conv_bn_act, make_divisible, norm_defaults
+import catalog
+from catalog.blocks.layers import (ACTIVATIONS, DropPath, act, conv_bn_act, make_divisible, norm_defaults,
+                                   scaled_tanh)
 from helpers import assert_all_gradients, keras_round_trip, n_params, random_input
 
 pytestmark = pytest.mark.jax
@@ -101,3 +104,32 @@ def test_se_count_and_round_trip():
     assert_all_gradients(model, data)
     with_drop = keras.Model(x, DropPath(0.2, name="dp")(model.output))
     keras_round_trip(with_drop, data)
+
+
+def test_scaled_tanh_is_lecuns_squashing_function():
+    x = keras.Input((5,))
+    model = keras.Model(x, act(x, "scaled_tanh", name="st"))
+    assert model.get_layer("st").activation is scaled_tanh
+    v = np.array([[-3.0, -1.0, 0.0, 1.0, 3.0]], "float32")
+    out = np.asarray(model(v))
+    np.testing.assert_allclose(out, 1.7159 * np.tanh(2.0 * v / 3.0), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out[0, [1, 3]], [-1.0, 1.0], atol=1e-4)  # LeCun 1998: f(+-1) = +-1
+    assert np.all(np.abs(out) < 1.7159)
+    keras_round_trip(model, v)
+
+
+def test_lenet5_activation_keyword():
+    default = catalog.create_model("lenet5")
+    assert default.get_layer("c1_conv").get_config()["activation"] == "tanh"  # the registered graph: fused tanh
+    model = catalog.create_model("lenet5", activation="scaled_tanh")
+    assert [layer.name for layer in model.layers] == [layer.name for layer in default.layers]
+    assert model.count_params() == default.count_params() == 61_706
+    conv = model.get_layer("c1_conv")
+    assert conv.activation is scaled_tanh and model.get_layer("f6_fc").activation is scaled_tanh
+    x = random_input((32, 32, 1))
+    c1 = np.asarray(keras.Model(model.input, conv.output)(x))
+    pre = np.asarray(keras.ops.conv(x, conv.kernel, padding="valid")) + np.asarray(conv.bias)
+    np.testing.assert_allclose(c1, 1.7159 * np.tanh(2.0 * pre / 3.0), rtol=1e-5, atol=1e-5)
+    keras_round_trip(model, x)
+    with pytest.raises(ValueError, match="activation must be one of tanh, scaled_tanh, relu, sigmoid; got 'selu'"):
+        catalog.create_model("lenet5", activation="selu")

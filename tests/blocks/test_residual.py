@@ -78,6 +78,32 @@ def test_stride_on_1x1_moves_the_stride_not_the_count():
     assert v15.get_layer("b_conv2_pad").padding == ((1, 1), (1, 1))
 
 
+def test_senet154_bottleneck_reduce_first_and_3x3_shortcut():
+    # SENet-154 stage 2 block 1 at 1/4 width: 1x1 to w/2, grouped 3x3 (stride 2) to w, 1x1 to 4F; 3x3/2 projection.
+    cin, filters, groups = 64, 32, 16
+    model = block_model(residual.bottleneck, (9, 9, cin), filters, 2, groups=groups, base_width=4, reduce_first=2,
+                        shortcut_kernel=3)
+    w, out = 32, 4 * filters
+    assert w == int(filters * 4 / 64) * groups == 32
+    assert model.get_layer("b_conv1_conv").filters == w // 2
+    assert model.get_layer("b_conv2_conv").filters == w and model.get_layer("b_conv2_conv").groups == groups
+    sc = model.get_layer("b_shortcut_conv")
+    assert sc.kernel_size == (3, 3) and sc.strides == (2, 2)
+    assert model.get_layer("b_shortcut_pad").padding == ((1, 1), (1, 1))  # PyTorch's padding=1
+    assert model.output.shape == (None, 5, 5, out)
+    assert n_params(model) == (conv(1, cin, w // 2) + bn(w // 2) + conv(3, w // 2, w, groups) + bn(w)
+                               + conv(1, w, out) + bn(out) + conv(3, cin, out) + bn(out))
+
+
+def test_shortcut_kernel_defaults_keep_the_1x1_projection():
+    model = block_model(residual.basic, (8, 8, 8), 16, 2)
+    assert model.get_layer("b_shortcut_conv").kernel_size == (1, 1)
+    assert "b_shortcut_pad" not in {layer.name for layer in model.layers}
+    wide = block_model(residual.basic, (8, 8, 8), 16, 2, shortcut_kernel=3)
+    assert n_params(wide) - n_params(model) == conv(3, 8, 16) - conv(1, 8, 16)
+    assert wide.output.shape == model.output.shape == (None, 4, 4, 16)
+
+
 def test_zero_pad_shortcut_is_parameter_free_subsample_and_pad():
     model = block_model(residual.basic, (8, 8, 4), 8, 2, shortcut="zero_pad")
     assert n_params(model) == conv(3, 4, 8) + bn(8) + conv(3, 8, 8) + bn(8)  # option A: no shortcut weights
@@ -162,6 +188,10 @@ def test_bad_arguments_raise():
         residual.basic(x, 16, attention="se", name="d")
     with pytest.raises(ValueError, match="groups must be a positive integer"):
         residual.bottleneck(x, 16, groups=0, name="e")
+    with pytest.raises(ValueError, match="reduce_first=4 leaves 4 channels"):
+        residual.bottleneck(x, 16, groups=8, base_width=8, reduce_first=4, name="f")
+    with pytest.raises(ValueError, match="shortcut_kernel must be a positive odd integer"):
+        residual.bottleneck(x, 16, 2, shortcut_kernel=2, name="g")
 
 
 def test_round_trip_of_a_model_made_of_residual_blocks():

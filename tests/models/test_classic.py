@@ -1,4 +1,5 @@
-"""Facts of the classic families: AlexNet/ZFNet sizes and towers, LRN, VGG layout, NiN and All-CNN counts."""
+"""Facts of the classic families: AlexNet/ZFNet sizes and towers, LRN, VGG layout (A-E, A-LRN, C), NiN and
+All-CNN counts and the All-CNN paper's comparison nets."""
 
 import keras
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 
 import catalog
 from catalog.models.alexnet import LocalResponseNormalization
-from catalog.registry import count_params
+from catalog.registry import count_params, get_entry
 from catalog.models.vgg import bn_conv_biases
 from helpers import keras_round_trip, random_input
 
@@ -130,6 +131,62 @@ def test_vgg_feature_sizes_and_notop_counts():
         catalog.create_model("vgg16", depth=17)
 
 
+def vgg_params(stages, classes=1000, fc_in=7 * 7 * 512):
+    """Closed form of VGG: ``stages`` lists each stage's conv kernel sizes (64-128-256-512-512 filters)."""
+    total, c = 0, 3
+    for kernels, filters in zip(stages, (64, 128, 256, 512, 512)):
+        for k in kernels:
+            total += conv(k, c, filters)
+            c = filters
+    return total + fc(fc_in, 4096) + fc(4096, 4096) + fc(4096, classes)
+
+
+def test_vgg_a_lrn_and_c_closed_form():
+    # Simonyan & Zisserman 2015, Table 1: A-LRN is A plus one LRN (no weights); C is D with conv1-256 and
+    # conv1-512 as the third conv of stages 3-5. Table 2 prints 133M and 134M.
+    a = vgg_params([(3,), (3,), (3, 3), (3, 3), (3, 3)])
+    c = vgg_params([(3, 3), (3, 3), (3, 3, 1), (3, 3, 1), (3, 3, 1)])
+    d = vgg_params([(3, 3), (3, 3), (3, 3, 3), (3, 3, 3), (3, 3, 3)])
+    assert a == get_entry("vgg11").reference_params == 132_863_336
+    assert d == get_entry("vgg16").reference_params == 138_357_544
+    assert c == d - 8 * (256 * 256 + 2 * 512 * 512) == 133_638_952
+    for name, count, paper in (("vgg11_lrn", a, 133e6), ("vgg16_c", c, 134e6)):
+        entry = get_entry(name)
+        assert entry.reference_params == paper and entry.reference_params_rtol * paper == pytest.approx(0.5e6)
+        assert abs(count - paper) <= 0.5e6
+    # At 32x32 the last map is 1x1: fc1 sees 512 inputs.
+    lrn = catalog.create_model("vgg11_lrn", input_shape=(32, 32, 3), num_classes=10)
+    assert count_params(lrn) == vgg_params([(3,), (3,), (3, 3), (3, 3), (3, 3)], 10, 512)
+    c_small = catalog.create_model("vgg16_c", input_shape=(32, 32, 3), num_classes=10)
+    assert count_params(c_small) == vgg_params([(3, 3), (3, 3), (3, 3, 1), (3, 3, 1), (3, 3, 1)], 10, 512)
+
+
+def test_vgg11_lrn_position_and_parameters():
+    model = catalog.create_model("vgg11_lrn", input_shape=(32, 32, 3), include_top=False)
+    names = [layer.name for layer in model.layers]
+    assert names[:5] == ["input", "stage1_conv1_conv", "stage1_conv1_act", "stage1_conv1_lrn", "stage1_pool"]
+    norms = [layer for layer in model.layers if isinstance(layer, LocalResponseNormalization)]
+    assert [layer.name for layer in norms] == ["stage1_conv1_lrn"]
+    # "the parameters for the LRN layer are those of (Krizhevsky et al., 2012)": n = 5, k = 2, 1e-4, 0.75
+    assert (norms[0].depth_radius, norms[0].bias, norms[0].alpha, norms[0].beta) == (2, 2.0, 1e-4, 0.75)
+    plain = [layer.name for layer in catalog.create_model("vgg11", input_shape=(32, 32, 3), include_top=False).layers]
+    assert [n for n in names if n != "stage1_conv1_lrn"] == plain
+
+
+def test_vgg16_c_one_by_one_convs():
+    model = catalog.create_model("vgg16_c", input_shape=(32, 32, 3), include_top=False)
+    kernels = {layer.name: layer.kernel_size for layer in model.layers if isinstance(layer, keras.layers.Conv2D)}
+    assert len(kernels) == 13
+    assert sorted(n for n, k in kernels.items() if k == (1, 1)) == [
+        "stage3_conv3_conv", "stage4_conv3_conv", "stage5_conv3_conv"]
+    assert model.get_layer("stage3_conv3_conv").kernel.shape == (1, 1, 256, 256)
+    assert not any(isinstance(layer, LocalResponseNormalization) for layer in model.layers)
+    with pytest.raises(ValueError, match="conv1x1=True .* needs depth 16"):
+        catalog.create_model("vgg16_c", depth=19)
+    with pytest.raises(ValueError, match="lrn must be True or False"):
+        catalog.create_model("vgg11_lrn", lrn="yes")
+
+
 def test_nin_counts_and_head():
     cifar = catalog.create_model("nin_cifar")
     expected = (conv(5, 3, 192) + conv(1, 192, 160) + conv(1, 160, 96) + conv(5, 96, 192) + 2 * conv(1, 192, 192)
@@ -156,3 +213,48 @@ def test_allconv_count_and_strided_convs():
     assert model.get_layer("head_conv").output.shape[1:] == (6, 6, 10)
     with pytest.raises(ValueError, match="input_dropout must be"):
         catalog.create_model("allconv", input_dropout=1.0)
+
+
+# The All-CNN paper's base models (Table 1) in closed form, and the two 3x3 convs (96 and 192 channels) that
+# ConvPool-CNN adds before and All-CNN puts in place of the two pools (Table 2).
+_TOP = conv(3, 192, 192) + conv(1, 192, 192) + conv(1, 192, 10)
+_BASE = {"a": conv(5, 3, 96) + conv(5, 96, 192),
+         "b": conv(5, 3, 96) + conv(1, 96, 96) + conv(5, 96, 192) + conv(1, 192, 192),
+         "c": conv(3, 3, 96) + conv(3, 96, 96) + conv(3, 96, 192) + conv(3, 192, 192)}
+_EXTRA = conv(3, 96, 96) + conv(3, 192, 192)
+
+
+@pytest.mark.parametrize("name, base, extra, pattern", [
+    # Conv kernel/stride and max pools in order, before the 3x3 valid + 1x1 top (Table 2 for C).
+    ("allconv_model_a", "a", False, "5/1 pool 5/1 pool"),
+    ("strided_cnn_a", "a", False, "5/2 5/2"),
+    ("convpool_cnn_a", "a", True, "5/1 3/1 pool 5/1 3/1 pool"),
+    ("allconv_a", "a", True, "5/1 3/2 5/1 3/2"),
+    ("allconv_model_b", "b", False, "5/1 1/1 pool 5/1 1/1 pool"),
+    ("strided_cnn_b", "b", False, "5/1 1/2 5/1 1/2"),
+    ("convpool_cnn_b", "b", True, "5/1 1/1 3/1 pool 5/1 1/1 3/1 pool"),
+    ("allconv_b", "b", True, "5/1 1/1 3/2 5/1 1/1 3/2"),
+    ("allconv_model_c", "c", False, "3/1 3/1 pool 3/1 3/1 pool"),
+    ("strided_cnn_c", "c", False, "3/1 3/2 3/1 3/2"),
+    ("convpool_cnn_c", "c", True, "3/1 3/1 3/1 pool 3/1 3/1 3/1 pool"),
+    ("allconv", "c", True, "3/1 3/1 3/2 3/1 3/1 3/2")])
+def test_allcnn_comparison_nets(name, base, extra, pattern):
+    model = catalog.create_model(name)
+    assert count_params(model) == _BASE[base] + _TOP + extra * _EXTRA == get_entry(name).reference_params
+    steps = [f"{layer.kernel_size[0]}/{layer.strides[0]}" if isinstance(layer, keras.layers.Conv2D) else "pool"
+             for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D))]
+    assert " ".join(steps) == pattern + " 3/1 1/1 1/1"  # the shared top and the head's class conv
+    assert model.get_layer("head_conv").output.shape[1:] == (6, 6, 10)  # "global averaging over 6x6"
+    drops = [layer.rate for layer in model.layers if isinstance(layer, keras.layers.Dropout)]
+    assert drops == [0.2, 0.5, 0.5]  # the input and after each pool or the layer that replaces it
+
+
+def test_allcnn_table3_figures():
+    # Table 3 prints ~1.4M for ConvPool-CNN-C and All-CNN-C: within its rounding. The other rows' figures
+    # (~0.9M, ~1M, ~1.28M, ~1.35M, ~1.3M) exceed the layer tables' counts (the cards say so).
+    assert abs(_BASE["c"] + _TOP + _EXTRA - 1.4e6) <= 0.05e6
+    assert _BASE["c"] + _TOP == 954_730 and _BASE["a"] + _TOP == 839_242 and _BASE["b"] + _TOP == 885_610
+    with pytest.raises(ValueError, match="base must be one of A, B, C"):
+        catalog.create_model("allconv", base="D")
+    with pytest.raises(ValueError, match="reduction must be one of pool, strided, convpool, all"):
+        catalog.create_model("allconv", reduction="avg")

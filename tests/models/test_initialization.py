@@ -1,5 +1,6 @@
 """Initialization as the references do it: He-normal fan-out convolutions (torchvision), BatchNorm 1/0,
-``zero_init_residual``, and the classifier-head rule of :mod:`catalog.models.classifier`.
+``zero_init_residual``, and the classifier-head rule of :mod:`catalog.models.classifier`; the selectable
+convolution rules (``create_model(initializer=...)``) with PyTorch's fans, and each family's rule on its card.
 
 Backend-independent; the cheap cases also run under JAX (``jax`` mark), where every new weight shape
 compiles its initializer, so the larger builds stay TensorFlow-only.
@@ -13,15 +14,16 @@ import numpy as np
 import pytest
 
 import catalog
+from catalog.blocks.layers import INITIALIZERS, conv_initializer, depthwise_initializer, init_defaults
 from catalog.models.classifier import HEAD_INITS, head_initializers
-from catalog.registry import get_entry
+from catalog.registry import FAMILY_INITIALIZATION, get_entry, shipped_cards
 
 JAX = pytest.mark.jax
 
 SMALL = dict(input_shape=(32, 32, 3), num_classes=10)
 REDUCED = dict(width=16, depths=(1, 1, 1, 1), **SMALL)  # a ResNet-50-layout net of four bottlenecks
 XCEPTION = dict(input_shape=(71, 71, 3), num_classes=10)
-RESIDUAL_FAMILIES = {"resnet", "resnet_v2", "resnet_cifar", "senet", "cbam", "octresnet"}
+RESIDUAL_FAMILIES = {"resnet", "resnet_v2", "resnet_cifar", "senet", "cbam", "octresnet", "nonlocal", "sknet"}
 
 
 def _weights(model):
@@ -219,3 +221,117 @@ def test_heads_follow_the_documented_rule(name, kwargs, head_layers, init):
 def test_head_initializers_reject_an_unknown_rule():
     with pytest.raises(ValueError, match="init must be one of"):
         head_initializers("glorot", 64)
+
+
+def _torch_rule(rule):
+    """(variance scale, PyTorch fan mode, distribution) read off the rule's name, as the texts define them:
+    He 2/fan, Glorot 2/(fan_in + fan_out) = 1/fan_avg, LeCun 1/fan_in."""
+    family, distribution = rule.split("_")[:2]
+    mode = {"he": "fan_" + rule.rsplit("_", 1)[-1], "glorot": "fan_avg", "lecun": "fan_in"}[family]
+    return {"he": 2.0, "glorot": 1.0, "lecun": 1.0}[family], mode, distribution
+
+
+def _check_distribution(values, rule, fans):
+    scale, mode, distribution = _torch_rule(rule)
+    fan = {"fan_in": fans[0], "fan_out": fans[1], "fan_avg": (fans[0] + fans[1]) / 2}[mode]
+    std = math.sqrt(scale / fan)
+    assert _std_close(values, std), (rule, values.std(), std)
+    if distribution == "uniform":
+        assert np.abs(values).max() <= std * math.sqrt(3)
+    else:  # untruncated, as PyTorch's: about 4.6% of the draws lie beyond two standard deviations
+        assert np.mean(np.abs(values) > 2 * std) > 0.03, rule
+
+
+@JAX
+@pytest.mark.parametrize("rule", INITIALIZERS)
+def test_every_rule_uses_pytorchs_fans(rule):
+    # regular 3x3 conv 64 -> 96, torch weight (96, 64, 3, 3): fan_in 64 * 9, fan_out 96 * 9
+    _check_distribution(np.asarray(conv_initializer(rule)((3, 3, 64, 96))), rule, (64 * 9, 96 * 9))
+    # depthwise 3x3 on 1024 channels, torch weight (1024, 1, 3, 3): fan_in 9, fan_out 1024 * 9
+    _check_distribution(np.asarray(depthwise_initializer(1, rule)((3, 3, 1024, 1))), rule, (9, 1024 * 9))
+    if not rule.startswith("glorot"):  # multiplier 2: torch weight (1024, 1, 3, 3) from 512 channels
+        _check_distribution(np.asarray(depthwise_initializer(2, rule)((3, 3, 512, 2))), rule, (9, 1024 * 9))
+
+
+@JAX
+def test_init_defaults_is_scoped_and_counts_the_kernels():
+    with init_defaults("lecun_uniform") as inits:
+        inner = conv_initializer()
+        conv_initializer("he_normal_fan_in")  # an explicit rule is not the selection's
+    assert (inner.scale, inner.mode, inner.distribution) == (1.0, "fan_in", "uniform")
+    assert inits == {"rule": "lecun_uniform", "kernels": 1}
+    outer = conv_initializer()
+    assert (outer.scale, outer.mode, outer.distribution) == (2.0, "fan_out", "untruncated_normal")
+    with init_defaults() as outer:
+        with init_defaults() as inner:  # equal records: leaving the inner block must not drop the outer one
+            pass
+        conv_initializer()
+    assert (outer["kernels"], inner["kernels"]) == (1, 0)
+    with pytest.raises(ValueError, match="initializer must be one of he_normal_fan_out, .*lecun_uniform; got 'xavier'"):
+        init_defaults("xavier").__enter__()
+
+
+def _conv_inits(model):
+    """{layer/attr: (scale, mode, distribution)} of every non-head convolution kernel of ``model``."""
+    found = {}
+    for layer in model.layers:
+        if _is_head(layer):
+            continue
+        for attr in ("kernel_initializer", "depthwise_initializer", "pointwise_initializer"):
+            init = getattr(layer, attr, None)
+            if isinstance(layer, keras.layers.Conv2D | keras.layers.DepthwiseConv2D) and init is not None:
+                found[f"{layer.name}/{attr}"] = (init.scale, init.mode, init.distribution)
+    return found
+
+
+@pytest.mark.parametrize("name, kwargs, rule, regular, depthwise", [
+    pytest.param("resnet20", {}, "glorot_uniform", (1.0, "fan_avg", "uniform"), None, marks=JAX),
+    ("mobilenet_v2", SMALL, "lecun_normal", (1.0, "fan_in", "untruncated_normal"),
+     (1.0, "fan_out", "untruncated_normal")),  # torch's fan_in kh*kw is Keras' fan_out for a multiplier of 1
+])
+def test_create_model_initializer_reaches_every_convolution_and_no_head(name, kwargs, rule, regular, depthwise):
+    default = catalog.create_model(name, **kwargs)
+    model = catalog.create_model(name, initializer=rule, **kwargs)
+    inits = _conv_inits(model)
+    assert inits.keys() == _conv_inits(default).keys() and len(inits) > 10
+    assert {v for k, v in inits.items() if "depthwise" not in k} == {regular}
+    assert {v for k, v in inits.items() if "depthwise" in k} == ({depthwise} if depthwise else set())
+    head, default_head = model.get_layer("head_fc"), default.get_layer("head_fc")
+    assert head.kernel_initializer.get_config() == default_head.kernel_initializer.get_config()
+    if name == "resnet20":  # the std of one kernel: torch weight (64, 64, 3, 3), Glorot limit sqrt(6 / (2 * 576))
+        _check_distribution(np.asarray(model.get_layer("stage3_block2_conv1_conv").kernel), rule, (576, 576))
+
+
+@JAX
+def test_cards_name_each_familys_initialization():
+    assert FAMILY_INITIALIZATION == {"srcnn": "glorot_uniform", "espcn": "glorot_uniform", "edsr": "glorot_uniform",
+                                     "dcgan": "normal_0.02"}
+    cards = shipped_cards()
+    for name in catalog.list_models():
+        entry = get_entry(name)
+        assert entry.initialization == FAMILY_INITIALIZATION.get(entry.family, "he_normal_fan_out"), name
+        if name in cards:
+            assert cards[name]["initialization"] == entry.initialization, name
+    assert catalog.model_info("resnet50").initialization == "he_normal_fan_out"
+
+
+@pytest.mark.parametrize("name, layer, expected", [
+    ("srcnn_915", "conv1", keras.initializers.GlorotUniform), ("espcn", "conv1", keras.initializers.GlorotUniform),
+    ("edsr_baseline_x2", "head_conv", keras.initializers.GlorotUniform),
+    ("dcgan_generator", "up1_conv", keras.initializers.RandomNormal),
+])
+def test_the_named_rules_are_the_ones_the_code_uses(name, layer, expected):
+    model = catalog.create_model(name)
+    init = model.get_layer(layer).kernel_initializer
+    assert type(init) is expected
+    if expected is keras.initializers.RandomNormal:
+        assert (init.mean, init.stddev) == (0.0, 0.02)
+    with pytest.raises(ValueError, match=f"initializer='he_normal_fan_in' cannot be applied to {name}: its "
+                                         f"convolutions use its own rule \\({get_entry(name).initialization}\\)"):
+        catalog.create_model(name, initializer="he_normal_fan_in")
+
+
+@JAX
+def test_create_model_rejects_an_unknown_initializer():
+    with pytest.raises(ValueError, match="initializer must be one of he_normal_fan_out, he_normal_fan_in"):
+        catalog.create_model("resnet20", initializer="kaiming")

@@ -11,12 +11,12 @@ from catalog.registry import count_params, get_entry
 from helpers import random_input
 
 
-def v1_params(alpha, classes=1000):
+def v1_params(alpha, classes=1000, repeats_14x14=5):
     """Closed form of the keras.applications MobileNet layout: stem, 13 separable convs, 1x1-conv head."""
     c = int(32 * alpha)
     total = 27 * c + 2 * c
-    for stage in V1_STAGES:
-        for filters, _ in stage:
+    for s, stage in enumerate(V1_STAGES):
+        for filters, _ in (stage[:1 + repeats_14x14] if s == 3 else stage):
             out = int(filters * alpha)
             total += 9 * c + 2 * c + c * out + 2 * out
             c = out
@@ -55,12 +55,44 @@ def test_v1_width_knob_on_a_small_model():
 def test_v1_registered_settings():
     names = catalog.list_models("mobilenet_v1*")
     assert names == ["mobilenet_v1", "mobilenet_v1_0_25_224", "mobilenet_v1_0_5_224", "mobilenet_v1_0_75_224",
-                     "mobilenet_v1_1_0_128", "mobilenet_v1_1_0_160", "mobilenet_v1_1_0_192"]
-    for name in names[1:]:
+                     "mobilenet_v1_1_0_128", "mobilenet_v1_1_0_160", "mobilenet_v1_1_0_192", "mobilenet_v1_shallow"]
+    for name in names[1:-1]:
         alpha, res = name[len("mobilenet_v1_"):].rsplit("_", 1)
         entry = get_entry(name)
         assert entry.defaults["alpha"] == float(alpha.replace("_", "."))
         assert entry.input_shape == (int(res), int(res), 3)
+
+
+def test_v1_shallow_closed_form_and_paper_figures():
+    # Howard et al. 2017, Section 4.1 / Table 5: the five 14x14x512 separable layers removed; 2.9M, 307M MACs.
+    entry = get_entry("mobilenet_v1_shallow")
+    assert entry.defaults == {"repeats_14x14": 0} and entry.input_shape == (224, 224, 3)
+    block = 9 * 512 + 2 * 512 + 512 * 512 + 2 * 512  # depthwise + BN, pointwise + BN
+    assert v1_params(1.0, repeats_14x14=0) == 4_231_976 - 5 * block == 2_887_976
+    assert abs(2_887_976 - entry.reference_params) <= entry.reference_params_rtol * entry.reference_params
+    assert entry.reference_params_rtol * entry.reference_params == pytest.approx(0.05e6)  # 2.9M to 0.1M
+    # MACs of the five blocks at 14x14: 196 * (9 * 512 + 512 * 512); 569M - 261.4M is the paper's 307M.
+    assert 569e6 - 5 * 196 * (9 * 512 + 512 * 512) == pytest.approx(entry.reference_macs, rel=5e-3)
+
+
+@pytest.mark.parametrize("repeats", [0, 2, 5])
+def test_v1_repeats_14x14_trims_stage4(repeats):
+    model = catalog.create_model("mobilenet_v1", alpha=0.25, repeats_14x14=repeats, input_shape=(32, 32, 3),
+                                 num_classes=10)
+    names = [layer.name for layer in model.layers]
+    blocks = sorted({n.rsplit("_", 2)[0] for n in names if n.endswith("_pw_conv")})
+    assert len(blocks) == 8 + repeats  # separable convs: 13 with all five repeats
+    assert [b for b in blocks if b.startswith("stage4_")] == [f"stage4_block{i}" for i in range(1, repeats + 2)]
+    full = len(catalog.create_model("mobilenet_v1", alpha=0.25, input_shape=(32, 32, 3), num_classes=10).layers)
+    assert len(names) == full - 6 * (5 - repeats)  # each block: dw conv, BN, ReLU6, pw conv, BN, ReLU6
+    assert count_params(model) == v1_params(0.25, classes=10, repeats_14x14=repeats)
+    assert model.get_layer(f"stage4_block{repeats + 1}_pw_act").output.shape[1:] == (2, 2, 128)
+
+
+def test_v1_repeats_14x14_bounds():
+    for repeats in (-1, 6, 2.0, True, None):
+        with pytest.raises(ValueError, match="repeats_14x14 must be an integer from 0 to 5"):
+            catalog.create_model("mobilenet_v1", repeats_14x14=repeats, input_shape=(32, 32, 3))
 
 
 def test_v2_closed_form_and_last_channel_rule():

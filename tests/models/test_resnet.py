@@ -11,7 +11,75 @@ import pytest
 import catalog
 from catalog.blocks import attention
 from catalog.registry import count_params, get_entry
-from catalog.models.resnet import VARIANTS_CIFAR, VARIANTS_V2
+from catalog.models.nonlocal_resnet import VARIANTS as VARIANTS_NONLOCAL
+from catalog.models.resnet import VARIANTS, VARIANTS_CIFAR, VARIANTS_V2
+
+
+def bottleneck_resnet_params(depths, classes=1000):
+    """torchvision-layout bottleneck ResNet: 7x7 stem conv-BN, 1x1-3x3-1x1 blocks (BN each), 1x1 projections, FC."""
+    total, cin = 7 * 7 * 3 * 64 + 2 * 64, 64
+    for i, depth in enumerate(depths):
+        planes = 64 * 2 ** i
+        for j in range(depth):
+            total += cin * planes + 9 * planes * planes + planes * 4 * planes + 2 * (2 * planes + 4 * planes)
+            if j == 0:
+                total += cin * 4 * planes + 2 * 4 * planes
+            cin = 4 * planes
+    return total + cin * classes + classes
+
+
+def non_local_params(channels):
+    """Embedded-Gaussian non-local block: theta, phi, g 1x1 convs C -> C/2 with bias, 1x1 conv C/2 -> C, BN."""
+    return 3 * (channels * channels // 2 + channels // 2) + channels // 2 * channels + 2 * channels
+
+
+def test_bottleneck_resnets_closed_form():
+    assert bottleneck_resnet_params((3, 4, 6, 3)) == VARIANTS["resnet50"][1] == 25_557_032
+    assert bottleneck_resnet_params((3, 8, 36, 3)) == VARIANTS["resnet152"][1] == 60_192_808
+    # timm resnet200 (He et al. 2016, "Identity Mappings", trained ResNet-200): 64,673,832.
+    assert bottleneck_resnet_params((3, 24, 36, 3)) == VARIANTS["resnet200"][1] == 64_673_832
+    assert VARIANTS["resnet200"][0]["depths"] == (3, 24, 36, 3)
+    assert 3 * sum(VARIANTS["resnet200"][0]["depths"]) + 2 == 200  # layers: 3 per bottleneck, stem, FC
+
+
+def test_nonlocal_resnet50_closed_form():
+    assert (non_local_params(512), non_local_params(1024)) == (526_080, 2_100_736)
+    assert (bottleneck_resnet_params((3, 4, 6, 3)) + 2 * non_local_params(512) + 3 * non_local_params(1024)
+            == VARIANTS_NONLOCAL["nonlocal_resnet50"][1] == 32_911_400)
+
+
+def test_nonlocal_resnet_placement_and_count():
+    small = dict(width=16, depths=(1, 4, 6, 1), input_shape=(32, 32, 3), num_classes=10)  # res3, res4 in full
+    model = catalog.create_model("nonlocal_resnet50", **small)
+    blocks = [layer.name[:-len("_nonlocal_add")] for layer in model.layers if layer.name.endswith("_nonlocal_add")]
+    # Wang et al. 2018: 5 blocks, every other residual block of res3 (stage2) and res4 (stage3).
+    assert blocks == ["stage2_block2", "stage2_block4", "stage3_block2", "stage3_block4", "stage3_block6"]
+    plain = catalog.create_model("resnet50", **small)
+    assert count_params(model) - count_params(plain) == 2 * non_local_params(128) + 3 * non_local_params(256)
+    # The non-local block follows the residual block's output and feeds the next block.
+    assert model.get_layer("stage2_block3_conv1_conv").input is model.get_layer("stage2_block2_nonlocal_add").output
+    assert model.get_layer("stage3_block2_nonlocal_out_bn").gamma.numpy().max() == 0.0  # starts as the identity
+    assert model.get_layer("stage3_block2_nonlocal_phi_pool").output.shape == (None, 1, 1, 128)
+    every = catalog.create_model("nonlocal_resnet50", non_local_stages=(3,), non_local_every=3,
+                                 **{**small, "depths": (1, 1, 6, 1)})
+    assert [layer.name for layer in every.layers if layer.name.endswith("_nonlocal_add")] == [
+        "stage3_block3_nonlocal_add", "stage3_block6_nonlocal_add"]
+
+
+def test_nonlocal_resnet_needs_a_fixed_size():
+    with pytest.raises(ValueError, match="fixed height and width"):
+        catalog.create_model("nonlocal_resnet50", width=16, include_top=False, input_shape=(None, None, 3))
+    with pytest.raises(ValueError, match="at least 32"):
+        catalog.create_model("nonlocal_resnet50", width=16, input_shape=(16, 16, 3))
+
+
+def test_after_block_sees_every_block_in_order():
+    seen = []
+    model = catalog.create_model("resnet18", depths=(2, 1, 1, 1), input_shape=(32, 32, 3),
+                                 after_block=lambda x, stage, block: seen.append((stage, block)) or x)
+    assert seen == [(1, 1), (1, 2), (2, 1), (3, 1), (4, 1)]
+    assert count_params(model) == count_params(catalog.create_model("resnet18", depths=(2, 1, 1, 1),
+                                                                     input_shape=(32, 32, 3)))
 
 
 def cifar_resnet_params(n, classes=10):
@@ -155,6 +223,15 @@ def test_se_resnet50_stride_and_se_placement():
     ("resnet50_v2", dict(width=0), "width must be a positive integer"),
     ("se_resnet50", dict(attention="sk"), "attention must be one of se, cbam"),
     ("se_resnet50", dict(ratio=0), "ratio must be a positive integer"),
+    ("resnet50", dict(stem="deep3"), "stem must be one of 7x7, deep"),
+    ("resnet50", dict(stem_pool="max"), "stem_pool must be one of pad, ceil"),
+    ("resnet50", dict(shortcut_kernel=0), "shortcut_kernel must be 1, 3, 5 or 7"),
+    ("resnet18", dict(reduce_first=2), "apply to block='bottleneck' only"),
+    ("resnet50", dict(after_block="nonlocal"), "after_block must be None or a callable"),
+    ("nonlocal_resnet50", dict(non_local_stages=(5,)), "non_local_stages must be a tuple of stage numbers in 1..4"),
+    ("nonlocal_resnet50", dict(non_local_every=0), "non_local_every must be a positive integer"),
+    ("nonlocal_resnet50", dict(non_local_sub_sample=1), "non_local_sub_sample must be True or False"),
+    ("nonlocal_resnet50", dict(non_local_zero_init="yes"), "non_local_zero_init must be True or False"),
 ])
 def test_knob_errors(name, kwargs, match):
     with pytest.raises(ValueError, match=match):
