@@ -26,11 +26,15 @@ def odd_size(name: str) -> int:
 
 
 def _family_representatives():
-    """The first name of each family: a family's names share its builder and so its size rule."""
-    first = {}
+    """The smallest name (fewest parameters on its card) of each family and builder: the names of one builder
+    share its size rule."""
+    smallest = {}
     for name in NAMES:
-        first.setdefault(get_entry(name).family, name)
-    return set(first.values())
+        entry, params = get_entry(name), catalog.model_info(name).params
+        key = (entry.family, entry.builder)
+        if key not in smallest or params < smallest[key][1]:
+            smallest[key] = (name, params)
+    return {name for name, _ in smallest.values()}
 
 
 REPRESENTATIVES = _family_representatives()
@@ -38,7 +42,7 @@ REPRESENTATIVES = _family_representatives()
 
 def _case(name):
     # one xdist group per name, as helpers.reference_case, so a name's builds stay on one worker; CI builds one
-    # name per family, the other names of a family (the same builder with other settings) run under -m slow
+    # name per family and builder, the other names (the same builder with other settings) run under -m slow
     marks = [pytest.mark.xdist_group(name)] + ([] if name in REPRESENTATIVES else [pytest.mark.slow])
     return pytest.param(name, marks=marks, id=name)
 

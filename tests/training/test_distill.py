@@ -76,3 +76,12 @@ def test_a_student_trains_from_a_teacher_file_and_the_run_saves_the_student_alon
         np.testing.assert_array_equal(before, np.asarray(after))
     with open(tmp_path / "student" / "report.md") as f:
         assert "distilled from the teacher" in f.read()
+
+    # resume: the checkpoint holds the wrapper (student + frozen teacher); one more epoch continues from it
+    resumed = catalog.train(resume=str(tmp_path / "student"), epochs=3, verbose=0)
+    assert [row["epoch"] for row in resumed.history] == [1, 2, 3] and np.isfinite(resumed.history[2]["loss"])
+    assert [layer.name for layer in resumed.model.layers] == [layer.name for layer in run.model.layers]
+    wrapper = keras.saving.load_model(str(tmp_path / "student" / CHECKPOINT))
+    inside = [layer for layer in wrapper.layers if isinstance(layer, keras.Model) and not layer.trainable][0]
+    for before, after in zip(frozen, inside.weights):
+        np.testing.assert_array_equal(before, np.asarray(after))
