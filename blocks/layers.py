@@ -137,6 +137,12 @@ def init_defaults(rule: str | None = None):
         _INIT.update(saved)
 
 
+def positive_int(value, arg: str) -> None:
+    """Raise a one-sentence ValueError naming ``arg`` unless ``value`` is a positive int (not a bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{arg} must be a positive integer; got {value!r}.")
+
+
 def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
     """Round ``value`` to the nearest multiple of ``divisor``, never below 90% of it (MobileNet rule)."""
     min_value = min_value or divisor

@@ -35,7 +35,7 @@ from typing import Sequence
 from keras import layers
 
 from catalog.blocks import residual
-from catalog.blocks.layers import act, conv_bn_act, crop_to, norm_defaults
+from catalog.blocks.layers import act, conv_bn_act, crop_to, norm_defaults, positive_int
 from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
@@ -52,11 +52,6 @@ REFERENCE = {"bl_resnet50": (26_694_568, 2.85e9)}
 
 INTERPOLATIONS = ("bilinear", "nearest")
 MODULE_STRIDES = (2, 2, 1)  # the fusion block of the bL-modules of stages 1-3
-
-
-def _positive_int(value, arg):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{arg} must be a positive integer; got {value!r}.")
 
 
 def little_depth(depth: int, beta: int) -> int:
@@ -115,9 +110,9 @@ def bl_resnet(depths: Sequence[int] = (3, 4, 6, 3), alpha: int = 2, beta: int = 
             and min(depths[:3]) >= 2 and depths[3] >= 1):
         raise ValueError(f"depths must be four integers, at least 2 for stages 1-3 and 1 for stage 4; "
                          f"got {depths!r}.")
-    _positive_int(alpha, "alpha")
-    _positive_int(beta, "beta")
-    _positive_int(width, "width")
+    positive_int(alpha, "alpha")
+    positive_int(beta, "beta")
+    positive_int(width, "width")
     if width % alpha:
         raise ValueError(f"width must be a multiple of alpha; got width={width} with alpha={alpha}.")
     if interpolation not in INTERPOLATIONS:

@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 from keras import layers
 
 from catalog.blocks import residual
-from catalog.blocks.layers import act, batch_norm, conv_bn_act, max_pool_ceil, norm_defaults
+from catalog.blocks.layers import act, batch_norm, conv_bn_act, max_pool_ceil, norm_defaults, positive_int
 from catalog.models.classifier import build_classifier, dilation_plan
 from catalog.registry import register_model
 
@@ -80,11 +80,6 @@ VARIANTS_CIFAR = {
     "wrn28_10": (dict(depths=(4, 4, 4), width=16, width_factor=10, block="preact_basic", shortcut="projection"),
                  36_479_194, 36_500_000, 0.0014),
 }
-
-
-def _positive_int(value, arg):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{arg} must be a positive integer; got {value!r}.")
 
 
 def _check_depths(depths):
@@ -148,10 +143,10 @@ def resnet(depths: Sequence[int] = (3, 4, 6, 3), block: str = "bottleneck", widt
     if block not in ("basic", "bottleneck"):
         raise ValueError(f"block must be 'basic' or 'bottleneck'; got {block!r}.")
     _check_depths(depths)
-    _positive_int(width, "width")
-    _positive_int(groups, "groups")
-    _positive_int(base_width, "base_width")
-    _positive_int(reduce_first, "reduce_first")
+    positive_int(width, "width")
+    positive_int(groups, "groups")
+    positive_int(base_width, "base_width")
+    positive_int(reduce_first, "reduce_first")
     if isinstance(shortcut_kernel, bool) or shortcut_kernel not in (1, 3, 5, 7):
         raise ValueError(f"shortcut_kernel must be 1, 3, 5 or 7; got {shortcut_kernel!r}.")
     _check_common(drop_path_rate, attention, zero_init_residual)
@@ -221,7 +216,7 @@ def resnet_v2(depths: Sequence[int] = (3, 4, 6, 3), width: int = 64, drop_path_r
         **kwargs: :func:`catalog.models.classifier.build_classifier` keywords.
     """
     _check_depths(depths)
-    _positive_int(width, "width")
+    positive_int(width, "width")
     _check_common(drop_path_rate, attention, zero_init_residual)
     rates = iter(_drop_rates(depths, drop_path_rate))
     nominal = [2 if (j == d - 1 and i < len(depths) - 1) else 1 for i, d in enumerate(depths) for j in range(d)]
@@ -278,8 +273,8 @@ def cifar_resnet(depths: Sequence[int] = (3, 3, 3), width: int = 16, width_facto
     if block not in ("basic", "preact_basic"):
         raise ValueError(f"block must be 'basic' or 'preact_basic'; got {block!r}.")
     _check_depths(depths)
-    _positive_int(width, "width")
-    _positive_int(width_factor, "width_factor")
+    positive_int(width, "width")
+    positive_int(width_factor, "width_factor")
     if shortcut not in residual.SHORTCUTS:
         raise ValueError(f"shortcut must be one of {', '.join(residual.SHORTCUTS)}; got {shortcut!r}.")
     if block == "basic" and block_dropout:

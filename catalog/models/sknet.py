@@ -20,7 +20,7 @@ from typing import Sequence
 from keras import layers
 
 from catalog.blocks.attention import sk
-from catalog.blocks.layers import act, conv_bn_act, drop_path, norm_defaults
+from catalog.blocks.layers import act, conv_bn_act, drop_path, norm_defaults, positive_int
 from catalog.models.classifier import build_classifier
 from catalog.registry import register_model
 
@@ -40,11 +40,6 @@ VARIANTS = {
                  "SelectiveKernelBottleneck ResNet with skresnext50_32x4d's SK settings at depths (3, 4, 23, 3); "
                  "the authors' sknet101.prototxt has 48,686,760 (d = 16 in its conv3_x units)", 8.46e9),
 }
-
-
-def _positive_int(value, arg):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{arg} must be a positive integer; got {value!r}.")
 
 
 def sk_bottleneck(x, filters: int, stride: int = 1, *, groups: int = 32, base_width: int = 4, branches: int = 2,
@@ -100,7 +95,7 @@ def sknet(depths: Sequence[int] = (3, 4, 6, 3), width: int = 64, groups: int = 3
         raise ValueError(f"depths must be a tuple of positive integers (blocks per stage); got {depths!r}.")
     for arg, value in (("width", width), ("groups", groups), ("base_width", base_width), ("ratio", ratio),
                        ("min_dim", min_dim)):
-        _positive_int(value, arg)
+        positive_int(value, arg)
     if isinstance(branches, bool) or not isinstance(branches, int) or branches < 2:
         raise ValueError(f"branches must be an integer >= 2; got {branches!r}.")
     if int(width * base_width / 64) == 0:
