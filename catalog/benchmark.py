@@ -207,7 +207,7 @@ def machine() -> dict:
 
 def benchmark(names, batch_size: int = 8, image_size: int | None = None, jit: str = "auto",
               precision: str = "float32", mode: str = "infer", repeats: int = 10, warmup: int = 2,
-              csv: str | None = None, json: str | None = None, verbose: int = 1) -> list[dict]:
+              csv: str | None = None, json: str | None = None, verbose: int = 1, append: bool = False) -> list[dict]:
     """Time registered models (random weights) and return one row per model in timm's results layout.
 
     Args:
@@ -219,25 +219,36 @@ def benchmark(names, batch_size: int = 8, image_size: int | None = None, jit: st
         mode: "infer", "train" or "both".
         repeats: timed calls per measurement (medians, min and max are reported).
         warmup: untimed calls after the first (compiling) call.
-        csv: write the rows to this CSV file.
+        csv: write the rows to this CSV file, each as soon as it is measured (an interrupted run keeps the
+            models it finished).
         json: write ``{"machine", "settings", "rows"}`` to this JSON file.
         verbose: 1 prints a progress line per model (on a list of several).
+        append: add the rows to an existing ``csv`` (same columns) instead of replacing it; a reader takes the
+            last row of a name (:func:`read_csv`).
 
     Raises:
         ValueError: an unknown name or a bad value (naming the argument); nothing is built then.
     """
     entries = _check(names, batch_size, image_size, jit, precision, mode, repeats, warmup)
+    if csv and append and os.path.exists(csv):
+        with open(csv, encoding="utf-8", newline="") as f:
+            header = next(_csv.reader(f), [])
+        if header != list(COLUMNS):
+            raise ValueError(f"csv {csv} has other columns than catalog benchmark writes; append to a file this "
+                             "function wrote, or write a new one.")
+    elif csv:
+        write_csv([], csv)
     rows = []
     for i, entry in enumerate(entries, 1):
         row = _one(entry, batch_size, image_size, jit, precision, mode, repeats, warmup)
         gc.collect()  # the model and its compiled functions go before the next one is built
         rows.append(row)
+        if csv:
+            write_csv([row], csv, append=True)
         if verbose and len(entries) > 1:
             print(f"[{i}/{len(entries)}] {progress_line(row)}", flush=True)
     settings = dict(batch_size=batch_size, image_size=image_size, jit=jit, precision=precision, mode=mode,
                     repeats=repeats, warmup=warmup)
-    if csv:
-        write_csv(rows, csv)
     if json:
         with open(json, "w", encoding="utf-8") as f:
             _json.dump({"machine": machine(), "settings": settings, "rows": rows}, f, indent=1)
@@ -279,11 +290,16 @@ def markdown_table(rows) -> str:
     return "\n".join(lines)
 
 
-def write_csv(rows, path: str) -> str:
-    with open(path, "w", encoding="utf-8", newline="") as f:
+def write_csv(rows, path: str, append: bool = False) -> str:
+    """Write ``rows`` with a header to ``path``, or add them to its end (``append``; a header only if it is new)."""
+    new = not append or not os.path.exists(path)
+    with open(path, "w" if new else "a", encoding="utf-8", newline="") as f:
         writer = _csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
+        if new:
+            writer.writeheader()
         writer.writerows({k: "" if row.get(k) is None else row[k] for k in COLUMNS} for row in rows)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 

@@ -410,7 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", default="infer", help="infer, train or both (default infer)")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per measurement (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls after the first (default 2)")
-    p.add_argument("--csv", metavar="FILE", help="write the rows as CSV")
+    p.add_argument("--csv", metavar="FILE", help="write the rows as CSV, each as its model finishes")
+    p.add_argument("--append", action="store_true", help="add the rows to the --csv file instead of replacing it")
     p.add_argument("--json", metavar="FILE", help="write the rows and a machine description as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress line per model")
     p.set_defaults(func=cmd_benchmark)
@@ -424,7 +425,7 @@ def cmd_benchmark(args):
 
     rows = benchmark(args.names, batch_size=args.batch_size, image_size=args.image_size, jit=args.jit,
                      precision=args.precision, mode=args.mode, repeats=args.repeats, warmup=args.warmup,
-                     csv=args.csv, json=args.json, verbose=0 if args.quiet else 1)
+                     csv=args.csv, json=args.json, verbose=0 if args.quiet else 1, append=args.append)
     print(markdown_table(rows))
     for path in (args.csv, args.json):
         if path:

@@ -56,6 +56,32 @@ def test_train_mode_classifier_and_task_model():
         assert row["infer_step_time"] is None and row["note"] == ""
 
 
+def test_csv_keeps_each_finished_model_and_append_adds_to_it(tmp_path, monkeypatch):
+    out = tmp_path / "bench.csv"
+    settings = dict(image_size=32, batch_size=2, repeats=1, warmup=0, verbose=0, csv=str(out))
+    measure = bench._one
+
+    def fail_on_lenet5(entry, *args):
+        if entry.name == "lenet5":
+            raise RuntimeError("interrupted")
+        return measure(entry, *args)
+
+    monkeypatch.setattr(bench, "_one", fail_on_lenet5)
+    with pytest.raises(RuntimeError):
+        bench.benchmark(["resnet20", "lenet5"], **settings)
+    assert list(bench.read_csv(str(out))) == ["resnet20"]  # the finished model is on disk
+    monkeypatch.setattr(bench, "_one", measure)
+    bench.benchmark(["lenet5"], append=True, **settings)
+    with open(out, newline="") as f:
+        assert [r["model"] for r in csv.DictReader(f)] == ["resnet20", "lenet5"]
+    bench.benchmark(["lenet5"], **settings)  # without append: a new file
+    assert list(bench.read_csv(str(out))) == ["lenet5"]
+    other = tmp_path / "other.csv"
+    other.write_text("model,seconds\nresnet20,1\n")
+    with pytest.raises(ValueError, match=f"csv {other} has other columns than catalog benchmark writes"):
+        bench.benchmark(["lenet5"], append=True, **{**settings, "csv": str(other)})
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(names=["resnet2O"]), "Unknown model name 'resnet2O'"),
     (dict(names=["resnet20"], mode="fast"), "mode must be one of infer, train, both; got 'fast'."),
