@@ -68,23 +68,27 @@ def norm_defaults(epsilon: float | None = None, momentum: float | None = None, s
         norm_kind(kind, "kind")
     if groups is not None and (isinstance(groups, bool) or not isinstance(groups, int) or groups < 1):
         raise ValueError(f"groups must be a positive integer; got {groups!r}.")
-    saved, saved_kind = dict(_NORM), dict(_NORM_KIND)
-    for key, value in (("epsilon", epsilon), ("momentum", momentum), ("scale", scale)):
-        if value is not None:
-            _NORM[key] = value
-    for key, value in (("kind", kind), ("groups", groups)):
-        if value is not None:
-            _NORM_KIND[key] = value
-    record = dict.fromkeys(NORMS, 0)
-    _NORM_RECORDS.append(record)
+    with _scoped_defaults(_NORM_RECORDS, dict.fromkeys(NORMS, 0),
+                          (_NORM, dict(epsilon=epsilon, momentum=momentum, scale=scale)),
+                          (_NORM_KIND, dict(kind=kind, groups=groups))) as record:
+        yield record
+
+
+@contextlib.contextmanager
+def _scoped_defaults(records: list, record: dict, *changes):
+    """Inside the block, each ``(table, updates)`` of ``changes`` holds its updates that are not None and
+    ``record`` is in ``records`` (the open blocks' counters); both are undone on exit."""
+    saved = [(table, dict(table)) for table, _ in changes]
+    for table, updates in changes:
+        table.update({key: value for key, value in updates.items() if value is not None})
+    records.append(record)
     try:
         yield record
     finally:
-        _NORM_RECORDS[:] = [r for r in _NORM_RECORDS if r is not record]  # by identity: equal counts are common
-        _NORM.clear()
-        _NORM.update(saved)
-        _NORM_KIND.clear()
-        _NORM_KIND.update(saved_kind)
+        records[:] = [r for r in records if r is not record]  # by identity: equal counts are common
+        for table, values in saved:
+            table.clear()
+            table.update(values)
 
 
 # Convolution initialization rules: (variance scale, fan as PyTorch computes it, distribution). Normal rules are
@@ -124,17 +128,9 @@ def init_defaults(rule: str | None = None):
     """
     if rule is not None:
         _init_rule(rule)
-    saved = dict(_INIT)
-    if rule is not None:
-        _INIT["rule"] = rule
-    record = {"rule": _INIT["rule"], "kernels": 0}
-    _INIT_RECORDS.append(record)
-    try:
+    record = {"rule": rule or _INIT["rule"], "kernels": 0}
+    with _scoped_defaults(_INIT_RECORDS, record, (_INIT, {"rule": rule})):
         yield record
-    finally:
-        _INIT_RECORDS[:] = [r for r in _INIT_RECORDS if r is not record]  # by identity: equal counts are common
-        _INIT.clear()
-        _INIT.update(saved)
 
 
 def positive_int(value, arg: str) -> None:

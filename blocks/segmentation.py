@@ -22,7 +22,7 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from catalog.blocks.layers import conv_bn_act
+from catalog.blocks.layers import conv_bn_act, positive_int
 
 INTERPOLATIONS = ("bilinear", "nearest")
 UPSAMPLE_METHODS = ("bilinear", "transposed")
@@ -79,11 +79,6 @@ class BilinearKernel(keras.initializers.Initializer):
         return {}
 
 
-def _positive_int(value, argument):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{argument} must be a positive integer; got {value!r}.")
-
-
 def resize_like(x, reference, name: str, interpolation: str = "bilinear"):
     """:class:`ResizeLike` of ``x`` to ``reference``'s height and width."""
     return ResizeLike(interpolation, name=name)([x, reference])
@@ -106,10 +101,10 @@ def aspp(x, rates=(6, 12, 18), channels: int = 256, image_pooling: bool = True, 
         dropout: dropout after the projection (torchvision's 0.5; 0 for none).
         name: layer name prefix (``{name}_b0``, ``{name}_rate{r}``, ``{name}_pool``, ``{name}_project``).
     """
-    _positive_int(channels, "channels")
+    positive_int(channels, "channels")
     rates = tuple(rates)
     for rate in rates:
-        _positive_int(rate, "rates")
+        positive_int(rate, "rates")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be in [0, 1); got {dropout!r}.")
     branches = [conv_bn_act(x, channels, 1, name=f"{name}_b0")]
@@ -142,12 +137,16 @@ def pyramid_pooling(x, bins=(1, 2, 3, 6), channels: int | None = None, *, name: 
     if not bins:
         raise ValueError("bins must be a non-empty tuple of positive integers; got ().")
     for b in bins:
-        _positive_int(b, "bins")
+        positive_int(b, "bins")
     channels = int(x.shape[-1]) // len(bins) if channels is None else channels
-    _positive_int(channels, "channels")
+    positive_int(channels, "channels")
     branches = [x]
     for b in bins:
-        y = layers.AdaptiveAveragePooling2D(b, name=f"{name}_bin{b}_pool")(x)
+        # to 1x1 a global average: Keras 3.15's AdaptiveAveragePooling2D(1) fails in a TensorFlow graph (predict,
+        # fit), its unused larger window being one pixel wider than the input
+        pool = (layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_bin{b}_pool") if b == 1
+                else layers.AdaptiveAveragePooling2D(b, name=f"{name}_bin{b}_pool"))
+        y = pool(x)
         y = conv_bn_act(y, channels, 1, name=f"{name}_bin{b}")
         branches.append(resize_like(y, x, name=f"{name}_bin{b}_resize"))
     return layers.Concatenate(name=f"{name}_concat")(branches)
@@ -176,7 +175,7 @@ def upsample(x, factor: int | None = None, *, like=None, method: str = "bilinear
     if factor is None and like is None:
         raise ValueError("upsample needs factor (an integer) or like (a tensor to match).")
     if factor is not None:
-        _positive_int(factor, "factor")
+        positive_int(factor, "factor")
     if method == "bilinear":
         if like is not None:
             return resize_like(x, like, name=name)
@@ -184,7 +183,7 @@ def upsample(x, factor: int | None = None, *, like=None, method: str = "bilinear
     if factor is None:
         raise ValueError("method='transposed' needs an integer factor.")
     channels = int(x.shape[-1]) if channels is None else channels
-    _positive_int(channels, "channels")
+    positive_int(channels, "channels")
     y = layers.Conv2DTranspose(channels, 2 * factor, strides=factor, padding="same", use_bias=False,
                                kernel_initializer=BilinearKernel(), name=name)(x)
     if like is not None and tuple(y.shape[1:3]) != tuple(like.shape[1:3]):
@@ -210,7 +209,7 @@ def decoder_stage(x, skip, channels: int, *, method: str = "transposed", norm: b
         norm: BatchNorm after each conv (the paper has none).
         name: layer name prefix.
     """
-    _positive_int(channels, "channels")
+    positive_int(channels, "channels")
     if method not in UPSAMPLE_METHODS:
         raise ValueError(f"method must be one of {', '.join(UPSAMPLE_METHODS)}; got {method!r}.")
     if method == "transposed":

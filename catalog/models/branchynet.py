@@ -24,7 +24,7 @@ from typing import Sequence
 import keras
 from keras import layers
 
-from catalog.blocks.layers import conv_bn_act
+from catalog.blocks.layers import conv_bn_act, positive_int
 from catalog.models.early_exit import early_exit_recipe
 from catalog.registry import count_params, create_model, get_entry, register_model
 
@@ -38,11 +38,6 @@ def branch_params(channels: int, num_classes: int, filters: int = 32, convs: int
     """Closed-form trainable parameters of one side branch on a stage of ``channels`` channels."""
     return 9 * channels * filters + 2 * filters + (convs - 1) * (9 * filters * filters + 2 * filters) \
         + (filters + 1) * num_classes
-
-
-def _positive_int(value, argument):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{argument} must be a positive integer; got {value!r}.")
 
 
 def side_branch(x, num_classes: int, *, filters: int, convs: int, stride: int, name: str):
@@ -81,10 +76,10 @@ def branchynet(backbone: str = DEFAULT_BACKBONE, exits: Sequence[int] = DEFAULT_
     if entry.task != "classification":
         raise ValueError(f"backbone must be a classification model (`catalog list --task classification`); "
                          f"{backbone!r} is a {entry.task} model.")
-    _positive_int(num_classes, "num_classes")
-    _positive_int(branch_filters, "branch_filters")
-    _positive_int(branch_convs, "branch_convs")
-    _positive_int(branch_stride, "branch_stride")
+    positive_int(num_classes, "num_classes")
+    positive_int(branch_filters, "branch_filters")
+    positive_int(branch_convs, "branch_convs")
+    positive_int(branch_stride, "branch_stride")
     if backbone_options is not None and not isinstance(backbone_options, dict):
         raise ValueError(f"backbone_options must be a dict of create_model keywords; got {backbone_options!r}.")
     options = dict(backbone_options or {})

@@ -18,7 +18,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from catalog.blocks.layers import conv_bn_act
+from catalog.blocks.layers import conv_bn_act, positive_int
 from catalog.blocks.segmentation import decoder_stage
 from catalog.models.segmentation import (backbone_features, check_common, classifier_conv, load_weights,
                                          segmentation_outputs, segmentation_recipe)
@@ -38,11 +38,6 @@ VARIANTS_ENCODER = {
 }
 
 
-def _positive_int(value, argument):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(f"{argument} must be a positive integer; got {value!r}.")
-
-
 def unet(num_classes: int = 2, input_shape=(512, 512, 3), width: int = 64, depth: int = 4, norm: bool = False,
          up: str = "transposed", weights=None, name: str = "unet"):
     """The paper's U-Net: ``depth`` down steps of two 3x3 convs and a max pool, a bottom, ``depth`` up steps.
@@ -58,8 +53,8 @@ def unet(num_classes: int = 2, input_shape=(512, 512, 3), width: int = 64, depth
         name: model name.
     """
     shape = check_common(num_classes, input_shape)
-    _positive_int(width, "width")
-    _positive_int(depth, "depth")
+    positive_int(width, "width")
+    positive_int(depth, "depth")
     inputs = keras.Input(shape=shape, name="input")
     x, skips = inputs, []
     for i in range(depth):
@@ -95,7 +90,7 @@ def unet_encoder(backbone: str = "resnet34", num_classes: int = 21, input_shape=
     if not 1 <= len(channels) <= 4:
         raise ValueError(f"decoder_channels must have 1 to 4 entries; got {decoder_channels!r}.")
     for c in channels:
-        _positive_int(c, "decoder_channels")
+        positive_int(c, "decoder_channels")
     reductions = (32, 16, 8, 4, 2)[:len(channels) + 1]
     features = backbone_features(backbone, reductions, shape, backbone_options=backbone_options,
                                  backbone_weights=backbone_weights, model=name)

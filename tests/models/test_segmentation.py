@@ -175,7 +175,8 @@ def _stripes(n=8, size=32, seed=0):
 
 
 @pytest.mark.parametrize("name,kwargs", [("unet", dict(width=4)),
-                                         ("deeplabv3_resnet50", dict(aux=True, **SMALL["deeplabv3_resnet50"]))])
+                                         ("deeplabv3_resnet50", dict(aux=True, **SMALL["deeplabv3_resnet50"])),
+                                         ("pspnet_resnet50", SMALL["pspnet_resnet50"])])  # pooling in a graph
 def test_recipe_trains_a_few_steps(name, kwargs):
     model = catalog.create_model(name, num_classes=3, input_shape=(32, 32, 3), **kwargs)
     recipe = recipe_of(model, name)
