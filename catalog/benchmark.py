@@ -122,6 +122,8 @@ def _train_setup(model, entry, batch_size, rng):
         return loss, rng.integers(0, classes, size=(batch_size,)).astype("int32"), ""
     if entry.task == "detection":
         return None, None, "train skipped: detection training needs box targets (catalog train times it)"
+    if entry.task in ("generation", "embedding", "early_exit"):
+        return None, None, f"train skipped: {entry.task} models train in their own loop (catalog train times it)"
     recipe = recipe_of(model, entry.name)
     output = model.output
     main = output["logits"] if isinstance(output, dict) and "logits" in output else output
@@ -130,6 +132,8 @@ def _train_setup(model, entry, batch_size, rng):
     shape = (batch_size, *(int(d) for d in main.shape[1:]))
     if recipe.task == "segmentation":
         base = rng.integers(0, shape[-1], size=shape[:-1]).astype("int32")
+    elif recipe.task == "video":  # one label per clip
+        base = rng.integers(0, shape[-1], size=shape[:1]).astype("int32")
     elif recipe.task in ("super_resolution", "denoising"):
         base = rng.random(shape, dtype=np.float32)
     else:
@@ -146,9 +150,9 @@ def _one(entry, batch_size, image_size, jit, precision, mode, repeats, warmup):
     from catalog.registry import count_params, create_model
     from catalog.training.loop import _device_kind, preserved_keras_state, resolve_jit
 
-    height, width, channels = entry.input_shape
+    *frames, height, width, channels = entry.input_shape  # video: (frames, height, width, channels)
     size = image_size or height
-    shape = (size, size if image_size else width, channels)
+    shape = (*frames, size, size if image_size else width, channels)
     xla = resolve_jit(jit, entry.family)
     row = dict.fromkeys(COLUMNS)
     row.update(model=entry.name, infer_img_size=size, param_count=None, backend=keras.backend.backend(),
@@ -163,9 +167,12 @@ def _one(entry, batch_size, image_size, jit, precision, mode, repeats, warmup):
     row["precision"] = model.dtype_policy.name
     model.compile(jit_compile=xla)
     row["jit"] = "on" if model.jit_compile else "off"
+    def inputs(batch):  # random data for each model input (a generator's noise vector, a pair's two images)
+        x = [rng.random((batch, *(int(d) for d in t.shape[1:])), dtype=np.float32) for t in model.inputs]
+        return x[0] if len(x) == 1 else x
+
     if mode in ("infer", "both"):
-        x = rng.random((batch_size, *shape), dtype=np.float32)
-        x1 = x[:1].copy()
+        x, x1 = inputs(batch_size), inputs(1)
         (row["compile_s"], _), (times, times1) = _timed(
             [lambda: model.predict_on_batch(x), lambda: model.predict_on_batch(x1)], warmup, repeats)
         row.update(infer_batch_size=batch_size, infer_step_time=statistics.median(times),
@@ -177,7 +184,7 @@ def _one(entry, batch_size, image_size, jit, precision, mode, repeats, warmup):
         loss, y, note = _train_setup(model, entry, batch_size, rng)
         row["note"] = note
         if loss is not None:
-            x = rng.random((batch_size, *shape), dtype=np.float32)
+            x = inputs(batch_size)
             model.compile(optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9), loss=loss,
                           jit_compile=xla)
             row["jit"] = "on" if model.jit_compile else "off"

@@ -82,6 +82,13 @@ def test_csv_keeps_each_finished_model_and_append_adds_to_it(tmp_path, monkeypat
         bench.benchmark(["lenet5"], append=True, **{**settings, "csv": str(other)})
 
 
+def test_a_video_model_times_clips():
+    row, = catalog.benchmark(["r3d_18"], image_size=32, batch_size=2, mode="both", repeats=1, warmup=0, verbose=0)
+    assert row["infer_step_time"] > 0 and row["train_step_time"] > 0 and row["note"] == ""
+    macs = catalog.flops.count_macs(catalog.create_model("r3d_18", input_shape=(16, 32, 32, 3)))
+    assert row["infer_gmacs"] == pytest.approx(macs / 1e9, abs=1e-6)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(names=["resnet2O"]), "Unknown model name 'resnet2O'"),
     (dict(names=["resnet20"], mode="fast"), "mode must be one of infer, train, both; got 'fast'."),
