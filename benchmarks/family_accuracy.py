@@ -10,10 +10,13 @@ weights with ``catalog.train`` on two datasets this machine holds, with one reci
 both at 32 px (or the model's minimum input size), batch 32, Adam at 1e-3 with a cosine schedule, the
 loader's default augmentation, seed 0, ``--epochs`` epochs. The score is the top-1 of the final model on
 the test split (``report.json`` of the run). Each result is appended to ``docs/accuracy_cpu.csv`` as it
-finishes, so an interrupted run keeps what it measured and ``--skip-done`` continues it; the model zoo
-table (``docs/models.md``) shows the last row per name and dataset.
+finishes, so an interrupted run keeps what it measured and ``--skip-done`` continues it: a training run
+stopped mid-way resumes from its last checkpoint (``catalog.train(resume=...)``, which ends with the weights
+of an uninterrupted run; ``seconds`` then counts the resumed part only). ``--cheapest-first`` orders the
+families by their member's MACs at the training size, so a partial pass covers the most families. The model
+zoo table (``docs/models.md``) shows the last row per name and dataset.
 
-    python benchmarks/family_accuracy.py --skip-done [--families resnet,vgg] [--epochs 6]
+    python benchmarks/family_accuracy.py --skip-done [--families resnet,vgg] [--epochs 6] [--cheapest-first]
 
 These are small-budget numbers for comparing families on this CPU, not ImageNet accuracies.
 """
@@ -57,6 +60,19 @@ def done_rows(path):
         return set()
 
 
+def _resumable(run_dir, epochs):
+    """Whether ``run_dir`` holds an unfinished run of this recipe's length with a checkpoint to resume."""
+    from catalog.training.recorder import CHECKPOINT
+
+    try:
+        with open(os.path.join(run_dir, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)["config"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return (os.path.exists(os.path.join(run_dir, CHECKPOINT)) and config.get("epochs") == epochs
+            and not os.path.exists(os.path.join(run_dir, "report.json")))
+
+
 def append_row(path, row):
     new = not os.path.exists(path)
     with open(path, "a", encoding="utf-8", newline="") as f:
@@ -79,6 +95,8 @@ def main():
     parser.add_argument("--csv", default=CSV)
     parser.add_argument("--runs", default=os.path.join(ROOT, "runs", "accuracy"))
     parser.add_argument("--skip-done", action="store_true", help="skip (model, data) pairs already in the CSV")
+    parser.add_argument("--cheapest-first", action="store_true",
+                        help="families in the order of their member's MACs at the training size")
     args = parser.parse_args()
 
     import keras
@@ -90,20 +108,30 @@ def main():
     members = smallest_members(families or None)
     done = done_rows(args.csv) if args.skip_done else set()
     versions = f"keras {keras.__version__}, tensorflow {tf.__version__}"
-    for i, (family, name) in enumerate(members.items(), 1):
-        entry = catalog.model_info(name)
-        size = max(args.image_size, entry.min_input_size or 0)
+    def size_of(name):
+        return max(args.image_size, catalog.model_info(name).min_input_size or 0)
+
+    def cost(item):  # MACs scale with the input area
+        card = catalog.model_info(item[1])
+        return (card.macs or 0) * size_of(item[1]) ** 2 / (card.input_shape[0] * card.input_shape[1])
+
+    order = sorted(members.items(), key=cost) if args.cheapest_first else list(members.items())
+    for i, (family, name) in enumerate(order, 1):
+        size = size_of(name)
         for data in args.data.split(","):
             if (name, data) in done:
                 continue
             out = os.path.join(args.runs, f"{name}-{data}")
             start = time.time()
             try:
-                result = catalog.train(name, data, epochs=args.epochs, batch_size=args.batch_size, image_size=size,
-                                       optimizer="adam", lr=args.lr, schedule="cosine", seed=0, out_dir=out,
-                                       verbose=0, **DATASETS[data])
+                if _resumable(out, args.epochs):
+                    result = catalog.train(resume=out, verbose=0)
+                else:
+                    result = catalog.train(name, data, epochs=args.epochs, batch_size=args.batch_size,
+                                           image_size=size, optimizer="adam", lr=args.lr, schedule="cosine", seed=0,
+                                           out_dir=out, verbose=0, **DATASETS[data])
             except Exception as err:  # noqa: BLE001 - one family's failure is reported, the others still run
-                print(f"[{i}/{len(members)}] {family} {name} on {data}: FAILED {type(err).__name__}: {err}",
+                print(f"[{i}/{len(order)}] {family} {name} on {data}: FAILED {type(err).__name__}: {err}",
                       flush=True)
                 continue
             with open(os.path.join(result.run_dir, "report.json"), encoding="utf-8") as f:
@@ -116,7 +144,7 @@ def main():
                 "train_images": resolved["train_images"], "test_images": report["metrics"]["num_samples"],
                 "seconds": round(time.time() - start, 1), "date": time.strftime("%Y-%m-%d"),
                 "backend": keras.backend.backend(), "versions": versions})
-            print(f"[{i}/{len(members)}] {family} {name} on {data}: top-1 {top1:.3f} "
+            print(f"[{i}/{len(order)}] {family} {name} on {data}: top-1 {top1:.3f} "
                   f"({time.time() - start:.0f} s)", flush=True)
     return 0
 
