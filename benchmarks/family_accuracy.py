@@ -8,7 +8,9 @@ weights with ``catalog.train`` on two datasets this machine holds, with one reci
   (1,078 training and 359 test images);
 
 both at 32 px (or the model's minimum input size), batch 32, Adam at 1e-3 with a cosine schedule, the
-loader's default augmentation, seed 0, ``--epochs`` epochs. The score is the top-1 of the final model on
+loader's default augmentation, every BatchNorm's momentum 0.9 (the catalog's default; the MobileNet,
+EfficientNet, Inception-v3 and Xception cards keep keras.applications' 0.99-0.999, whose moving averages a
+few hundred steps do not settle), seed 0, ``--epochs`` epochs. The score is the top-1 of the final model on
 the test split (``report.json`` of the run). Each result is appended to ``docs/accuracy_cpu.csv`` as it
 finishes, so an interrupted run keeps what it measured and ``--skip-done`` continues it: a training run
 stopped mid-way resumes from its last checkpoint (``catalog.train(resume=...)``, which ends with the weights
@@ -36,6 +38,7 @@ CSV = os.path.join(ROOT, "docs", "accuracy_cpu.csv")
 COLUMNS = ["model", "family", "data", "top1", "image_size", "epochs", "batch_size", "optimizer", "lr",
            "train_images", "test_images", "seconds", "date", "backend", "versions"]
 DATASETS = {"shapes": dict(num_images=2000), "digits": {}}
+BN_MOMENTUM = 0.9
 
 
 def smallest_members(families=None):
@@ -70,7 +73,7 @@ def _resumable(run_dir, epochs):
     except (OSError, ValueError, KeyError):
         return False
     return (os.path.exists(os.path.join(run_dir, CHECKPOINT)) and config.get("epochs") == epochs
-            and not os.path.exists(os.path.join(run_dir, "report.json")))
+            and config.get("bn_momentum") == BN_MOMENTUM and not os.path.exists(os.path.join(run_dir, "report.json")))
 
 
 def append_row(path, row):
@@ -129,7 +132,7 @@ def main():
                 else:
                     result = catalog.train(name, data, epochs=args.epochs, batch_size=args.batch_size,
                                            image_size=size, optimizer="adam", lr=args.lr, schedule="cosine", seed=0,
-                                           out_dir=out, verbose=0, **DATASETS[data])
+                                           bn_momentum=BN_MOMENTUM, out_dir=out, verbose=0, **DATASETS[data])
             except Exception as err:  # noqa: BLE001 - one family's failure is reported, the others still run
                 print(f"[{i}/{len(order)}] {family} {name} on {data}: FAILED {type(err).__name__}: {err}",
                       flush=True)

@@ -471,8 +471,9 @@ def models_markdown(csv_path: str = CPU_CSV, accuracy_path: str = ACCURACY_CSV) 
         "",
         "Top-1 shapes / digits: test accuracy of each classification family's smallest member trained from random "
         "weights at one small common budget (`benchmarks/family_accuracy.py`: 32 px or the model's minimum, "
-        "batch 32, Adam 1e-3 cosine, the loader's augmentation, seed 0; generated shapes, 2,000 training and "
-        "500 test images, 5 classes; scikit-learn's digits, 1,078 training and 359 test images, 10 classes), kept "
+        "batch 32, Adam 1e-3 cosine, BatchNorm momentum 0.9, the loader's augmentation, seed 0; generated shapes, "
+        "2,000 training and 500 test images, 5 classes; scikit-learn's digits, 1,078 training and 359 test images, "
+        "10 classes), kept "
         "in `docs/accuracy_cpu.csv`; its epochs in docs/performance.md. A comparison of families on this CPU, not "
         "ImageNet accuracy; -: not measured.",
         "",
