@@ -19,6 +19,7 @@ families by their member's MACs at the training size, so a partial pass covers t
 zoo table (``docs/models.md``) shows the last row per name and dataset.
 
     python benchmarks/family_accuracy.py --skip-done [--families resnet,vgg] [--epochs 6] [--cheapest-first]
+    python benchmarks/family_accuracy.py --table     # the results as docs/performance.md's table
 
 These are small-budget numbers for comparing families on this CPU, not ImageNet accuracies.
 """
@@ -76,6 +77,19 @@ def _resumable(run_dir, epochs):
             and config.get("bn_momentum") == BN_MOMENTUM and not os.path.exists(os.path.join(run_dir, "report.json")))
 
 
+def markdown_table(path):
+    """One row per measured family: its member, the training size, and the last top-1 on each dataset."""
+    results = {}
+    with open(path, encoding="utf-8", newline="") as f:
+        for r in csv.DictReader(f):
+            results.setdefault((r["family"], r["model"], r["image_size"]), {})[r["data"]] = r["top1"]
+    lines = ["| family | smallest member | px | shapes top-1 | digits top-1 |", "|---|---|---:|---:|---:|"]
+    for (family, name, size), scores in sorted(results.items()):
+        cells = [f"{float(scores[d]):.3f}" if d in scores else "-" for d in ("shapes", "digits")]
+        lines.append(f"| {family} | {name} | {size} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines)
+
+
 def append_row(path, row):
     new = not os.path.exists(path)
     with open(path, "a", encoding="utf-8", newline="") as f:
@@ -98,9 +112,14 @@ def main():
     parser.add_argument("--csv", default=CSV)
     parser.add_argument("--runs", default=os.path.join(ROOT, "runs", "accuracy"))
     parser.add_argument("--skip-done", action="store_true", help="skip (model, data) pairs already in the CSV")
+    parser.add_argument("--table", action="store_true",
+                        help="print the CSV's results as the markdown table of docs/performance.md and exit")
     parser.add_argument("--cheapest-first", action="store_true",
                         help="families in the order of their member's MACs at the training size")
     args = parser.parse_args()
+    if args.table:
+        print(markdown_table(args.csv))
+        return 0
 
     import keras
     import tensorflow as tf
