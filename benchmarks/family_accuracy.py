@@ -79,10 +79,11 @@ def _resumable(run_dir, epochs):
 
 def markdown_table(path):
     """One row per measured family: its member, the training size, and the last top-1 on each dataset."""
+    from catalog.benchmark import read_accuracy_csv
+
     results = {}
-    with open(path, encoding="utf-8", newline="") as f:
-        for r in csv.DictReader(f):
-            results.setdefault((r["family"], r["model"], r["image_size"]), {})[r["data"]] = r["top1"]
+    for (_, data), r in read_accuracy_csv(path).items():
+        results.setdefault((r["family"], r["model"], r["image_size"]), {})[data] = r["top1"]
     lines = ["| family | smallest member | px | shapes top-1 | digits top-1 |", "|---|---|---:|---:|---:|"]
     for (family, name, size), scores in sorted(results.items()):
         cells = [f"{float(scores[d]):.3f}" if d in scores else "-" for d in ("shapes", "digits")]
