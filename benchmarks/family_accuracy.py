@@ -16,7 +16,10 @@ finishes, so an interrupted run keeps what it measured and ``--skip-done`` conti
 stopped mid-way resumes from its last checkpoint (``catalog.train(resume=...)``, which ends with the weights
 of an uninterrupted run; ``seconds`` then counts the resumed part only). ``--cheapest-first`` orders the
 families by their member's MACs at the training size, so a partial pass covers the most families. The model
-zoo table (``docs/models.md``) shows the last row per name and dataset.
+zoo table (``docs/models.md``) shows the last row per name and dataset. Once a result is recorded, the run's
+weights (``model.keras`` and its checkpoint, up to 0.7 GB each for the ResNet-50-sized members) are deleted
+and its config, history and reports kept, unless ``--keep-models``: 30 families on two datasets would
+otherwise hold about 30 GB.
 
     python benchmarks/family_accuracy.py --skip-done [--families resnet,vgg] [--epochs 6] [--cheapest-first]
     python benchmarks/family_accuracy.py --table     # the results as docs/performance.md's table
@@ -77,6 +80,16 @@ def _resumable(run_dir, epochs):
             and config.get("bn_momentum") == BN_MOMENTUM and not os.path.exists(os.path.join(run_dir, "report.json")))
 
 
+def drop_weights(run_dir):
+    """Delete a finished run's weights (final model and checkpoint), keeping its config, history and reports."""
+    from catalog.training.recorder import CHECKPOINT
+
+    for name in ("model.keras", CHECKPOINT):
+        path = os.path.join(run_dir, name)
+        if os.path.exists(path):
+            os.remove(path)
+
+
 def markdown_table(path):
     """One row per measured family: its member, the training size, and the last top-1 on each dataset."""
     from catalog.benchmark import read_accuracy_csv
@@ -115,6 +128,8 @@ def main():
     parser.add_argument("--skip-done", action="store_true", help="skip (model, data) pairs already in the CSV")
     parser.add_argument("--table", action="store_true",
                         help="print the CSV's results as the markdown table of docs/performance.md and exit")
+    parser.add_argument("--keep-models", action="store_true",
+                        help="keep each finished run's model.keras and checkpoint (deleted by default)")
     parser.add_argument("--cheapest-first", action="store_true",
                         help="families in the order of their member's MACs at the training size")
     args = parser.parse_args()
@@ -169,6 +184,8 @@ def main():
                 "backend": keras.backend.backend(), "versions": versions})
             print(f"[{i}/{len(order)}] {family} {name} on {data}: top-1 {top1:.3f} "
                   f"({time.time() - start:.0f} s)", flush=True)
+            if not args.keep_models:
+                drop_weights(result.run_dir)
     return 0
 
 
