@@ -93,9 +93,12 @@ def sk(x, filters: int, strides: int = 1, branches: int = 2, groups: int = 32, r
     ReLU. Select: one 1x1 conv d -> C (no bias) per branch, softmax across branches, weighted sum.
     Parameters: sum_m (9*(C_in/G)*C + 2*C) + C*d + 2*d + M*d*C.
 
-    A strided dilated branch is computed at stride 1 and sub-sampled (1x1 max-pool, stride 2) before its
-    BatchNorm, since TensorFlow's Conv2D rejects stride > 1 together with dilation > 1; the result equals
-    PyTorch's strided dilated conv (padding = dilation on every side, same output grid).
+    TensorFlow's Conv2D rejects stride > 1 together with dilation > 1. A strided branch whose dilation d
+    is a multiple of the stride s reads only the input pixels on the stride grid, so it is computed
+    exactly as a dilation-d/s, stride-1 convolution of the input sub-sampled by s (1x1 max-pool, shared
+    by those branches): the same output and grid as PyTorch's strided dilated conv (padding d on every
+    side) at 1/s^2 of the cost. Any other strided dilated branch is computed at stride 1 and sub-sampled
+    before its BatchNorm.
 
     Args:
         x: input tensor (NHWC).
@@ -113,13 +116,19 @@ def sk(x, filters: int, strides: int = 1, branches: int = 2, groups: int = 32, r
         raise ValueError(f"strides must be 1 or 2; got {strides!r}.")
     dim = max(filters // ratio, min_dim)
     feats = []
+    subsampled = None
     for m in range(branches):
-        prefix = f"{name}_branch{m + 1}"
+        prefix, dilation = f"{name}_branch{m + 1}", m + 1
         if m == 0 or strides == 1:
-            u = conv_bn_act(x, filters, 3, strides, groups=groups, dilation=m + 1, padding="symmetric",
+            u = conv_bn_act(x, filters, 3, strides, groups=groups, dilation=dilation, padding="symmetric",
                             name=prefix)
+        elif dilation % strides == 0:
+            if subsampled is None:
+                subsampled = layers.MaxPooling2D(1, strides=strides, name=f"{name}_subsample")(x)
+            u = conv_bn_act(subsampled, filters, 3, 1, groups=groups, dilation=dilation // strides,
+                            padding="symmetric", name=prefix)
         else:
-            u = conv_bn_act(x, filters, 3, 1, groups=groups, dilation=m + 1, padding="symmetric", norm=False,
+            u = conv_bn_act(x, filters, 3, 1, groups=groups, dilation=dilation, padding="symmetric", norm=False,
                             activation=None, use_bias=False, name=prefix)
             u = layers.MaxPooling2D(1, strides=strides, name=f"{prefix}_subsample")(u)
             u = act(batch_norm(u, name=f"{prefix}_bn"), "relu", name=f"{prefix}_act")

@@ -28,8 +28,8 @@ LI2019 = "Li et al. 2019, Selective Kernel Networks, CVPR"
 MACS_SOURCE = "Li et al. 2019 Table 2 (GFLOPs = multiply-adds, as its ResNeXt-50 4.24)"
 
 # name: (builder keywords, reference params, its rtol, its source, reference MACs)
-# catalog.flops counts 4.593G / 8.579G MACs: the three strided SK units run their dilated branch at stride 1
-# and sub-sample it (see catalog.blocks.attention.sk), about 0.13G more than a strided conv costs.
+# catalog.flops counts 4.463G / 8.449G MACs, within 0.2% of the paper's: the dilated branch of the three
+# strided SK units runs on the sub-sampled input at the strided conv's cost (see catalog.blocks.attention.sk).
 VARIANTS = {
     "sknet50": (dict(depths=(3, 4, 6, 3)), 27_479_784, 0.0,
                 "timm skresnext50_32x4d (= the authors' Caffe sknet50.prototxt); Li et al. 2019: 27.5M", 4.47e9),

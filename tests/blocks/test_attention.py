@@ -71,22 +71,29 @@ def test_sk_count_shape_and_stride(c_in, c, groups, strides):
     d = max(c // 16, 32)
     branches = 2 * (9 * (c_in // groups) * c + 2 * c)  # grouped 3x3 convs (no bias) + BN
     assert n_params(model) == branches + c * d + 2 * d + 2 * d * c
-    assert model.get_layer("sk_branch2_conv").dilation_rate == (2, 2)
+    # The strided dilation-2 branch runs as a dilation-1 conv of the sub-sampled input (same result).
+    assert model.get_layer("sk_branch2_conv").dilation_rate == (2 // strides,) * 2
 
 
-def test_sk_strided_dilated_branch_equals_strided_conv():
-    """Stride-1 dilated conv + 1x1 stride-2 sub-sampling = the stride-2 dilated conv (PyTorch padding 2)."""
-    data = random_input((9, 9, 4), seed=1)
-    x = keras.Input((9, 9, 4))
-    model = keras.Model(x, attention.sk(x, 8, strides=2, groups=1, name="sk"))
-    sub = keras.Model(x, model.get_layer("sk_branch2_subsample").output)
-    kernel = np.asarray(model.get_layer("sk_branch2_conv").kernel)
-    padded = np.pad(data, ((0, 0), (2, 2), (2, 2), (0, 0)))
-    expected = np.zeros((2, 5, 5, 8), "float32")
+@pytest.mark.parametrize("size", [9, 10])
+@pytest.mark.parametrize("branch, probe", [(2, "sk_branch2_bn"), (3, "sk_branch3_subsample")])
+def test_sk_strided_dilated_branch_equals_strided_conv(size, branch, probe):
+    """Each strided branch equals PyTorch's stride-2 conv with dilation d and padding d: branch 2 (d = 2)
+    as a dilation-1 conv of the 2x sub-sampled input, branch 3 (d = 3) as a stride-1 conv sub-sampled."""
+    data = random_input((size, size, 4), seed=1)
+    x = keras.Input((size, size, 4))
+    model = keras.Model(x, attention.sk(x, 8, strides=2, branches=3, groups=1, name="sk"))
+    probe = model.get_layer(probe)
+    pre_norm = keras.Model(x, probe.input if probe.name.endswith("_bn") else probe.output)
+    kernel = np.asarray(model.get_layer(f"sk_branch{branch}_conv").kernel)
+    padded = np.pad(data, ((0, 0), (branch, branch), (branch, branch), (0, 0)))
+    out = (size - 1) // 2 + 1
+    expected = np.zeros((2, out, out, 8), "float32")
     for i in range(3):
         for j in range(3):
-            expected += padded[:, 2 * i:2 * i + 9:2, 2 * j:2 * j + 9:2, :] @ kernel[i, j]
-    np.testing.assert_allclose(np.asarray(sub(data)), expected, rtol=1e-4, atol=1e-5)
+            rows, cols = branch * i, branch * j
+            expected += padded[:, rows:rows + 2 * out:2, cols:cols + 2 * out:2, :] @ kernel[i, j]
+    np.testing.assert_allclose(np.asarray(pre_norm(data)), expected, rtol=1e-4, atol=1e-5)
 
 
 def test_sk_attention_is_a_softmax_across_branches():

@@ -78,7 +78,7 @@ def test_sk_units_per_stage_and_output_stride(sknet50):
     assert sknet50.get_layer("stage4_block3_out").output.shape == (None, 7, 7, 2048)  # 224 / 32
     # The stride sits on the SK unit of the first block of stages 2-4 (both branches), never on the 1x1s.
     assert sknet50.get_layer("stage2_block1_sk_branch1_conv").strides == (2, 2)
-    assert sknet50.get_layer("stage2_block1_sk_branch2_subsample").strides == (2, 2)
+    assert sknet50.get_layer("stage2_block1_sk_subsample").strides == (2, 2)
     assert sknet50.get_layer("stage2_block1_conv1_conv").strides == (1, 1)
     assert sknet50.get_layer("stage1_block1_sk_branch1_conv").strides == (1, 1)
     feats = catalog.create_model("sknet50", depths=(1, 1, 1, 1), features_only=True, input_shape=(64, 64, 3))
