@@ -509,8 +509,14 @@ KERAS_APPLICATIONS = {
 
 
 def keras_applications_entry(name: str, family: str | None = None):
-    """The :data:`KERAS_APPLICATIONS` row of a registered name (or its family), or None."""
-    return KERAS_APPLICATIONS.get(name) or (KERAS_APPLICATIONS.get(family) if family else None)
+    """The :data:`KERAS_APPLICATIONS` row of a registered name, or of its family where keras.applications'
+    builder takes every default of the name (MobileNet's alpha, not the Shallow MobileNet's depth), or None."""
+    if name in KERAS_APPLICATIONS or family not in KERAS_APPLICATIONS:
+        return KERAS_APPLICATIONS.get(name)
+    from catalog.registry import get_entry
+
+    entry = KERAS_APPLICATIONS[family]
+    return entry if set(get_entry(name).defaults) <= set(entry[2]) else None
 
 
 def _legacy_layers(handle):

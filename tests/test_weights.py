@@ -95,8 +95,17 @@ def test_every_listed_keras_applications_model_is_covered():
               "densenet121", "densenet169", "densenet201", "efficientnet_b0", "efficientnet_b1", "efficientnet_b2",
               "efficientnet_b3"}
     assert listed <= set(ALL)
-    assert {n for n in ALL if n.startswith("mobilenet_v1")} == set(catalog.list_models("mobilenet_v1*"))
+    # Every alpha; not the Shallow MobileNet (its depth is no keras.applications keyword).
+    assert {n for n in ALL if n.startswith("mobilenet_v1")} == set(catalog.list_models("mobilenet_v1*")) - {
+        "mobilenet_v1_shallow"}
     assert {n for n in ALL if n.startswith("mobilenet_v2")} == set(catalog.list_models("mobilenet_v2*"))
+
+
+def test_family_member_keras_applications_cannot_build_refuses_its_files(tmp_path):
+    _, path = keras_file(tmp_path, "mobilenet_v1_0_25_224", False, 64)
+    with pytest.raises(ValueError, match=r"keras.applications file, but keras.applications has no "
+                                         r"mobilenet_v1_shallow; it has .*mobilenet_v1, "):
+        catalog.create_model("mobilenet_v1_shallow", weights=path, include_top=False, input_shape=(64, 64, 3))
 
 
 def test_layout_change_and_bias_fold_are_said(tmp_path, caplog):
