@@ -24,6 +24,7 @@ where a residual branch ends (``zero_init``). :func:`conv2d`, :func:`depthwise_c
 from __future__ import annotations
 
 import contextlib
+import functools
 
 import keras
 from keras import layers, ops
@@ -181,10 +182,39 @@ def depthwise_initializer(depth_multiplier: int = 1, rule: str | None = None) ->
     return keras.initializers.VarianceScaling(scale, mode, distribution)
 
 
+@functools.lru_cache(maxsize=1)
+def _has_accelerator() -> bool:
+    """Whether the backend sees a GPU or TPU (``keras.distribution.list_devices`` lists CPUs only without)."""
+    return any(not device.lower().startswith("cpu") for device in keras.distribution.list_devices())
+
+
+@keras.saving.register_keras_serializable(package="catalog")
+class GroupedConv2D(layers.Conv2D):
+    """``Conv2D`` with 1 < ``groups`` < input channels: the same kernel (kh, kw, in/groups, out), weights and
+    output, but on a machine without a GPU or TPU it runs as one convolution per group, concatenated.
+
+    The CPU kernels of TensorFlow and of XLA (so JAX's too) compute a grouped convolution's gradient 10x to
+    250x slower than the per-group convolutions do; a ResNeXt trained 13x slower than a ResNet of the same
+    MACs (benchmarks/grouped_conv.py, docs/performance.md). On an accelerator, and for a depthwise count
+    (groups = input channels), which both backends run fast, it is Keras' grouped convolution.
+    """
+
+    def convolution_op(self, inputs, kernel):
+        axis = -1 if self.data_format == "channels_last" else 1
+        if self.groups in (1, inputs.shape[axis]) or _has_accelerator():
+            return super().convolution_op(inputs, kernel)
+        pieces = zip(ops.split(inputs, self.groups, axis=axis), ops.split(kernel, self.groups, axis=-1))
+        return ops.concatenate([ops.conv(x, k, strides=list(self.strides), padding=self.padding,
+                                         dilation_rate=self.dilation_rate, data_format=self.data_format)
+                                for x, k in pieces], axis=axis)
+
+
 def conv2d(filters: int, kernel_size=1, strides=1, *, name: str, **kwargs) -> layers.Conv2D:
-    """A ``Conv2D`` layer with :func:`conv_initializer` (``kwargs`` are Conv2D's; they win)."""
-    return layers.Conv2D(filters, kernel_size, strides=strides, name=name,
-                         **{"kernel_initializer": conv_initializer(), **kwargs})
+    """A ``Conv2D`` layer with :func:`conv_initializer` (``kwargs`` are Conv2D's; they win); a
+    :class:`GroupedConv2D` where ``groups`` > 1."""
+    kind = GroupedConv2D if kwargs.get("groups", 1) > 1 else layers.Conv2D
+    return kind(filters, kernel_size, strides=strides, name=name,
+                **{"kernel_initializer": conv_initializer(), **kwargs})
 
 
 def depthwise_conv2d(kernel_size=3, strides=1, *, name: str, depth_multiplier: int = 1,

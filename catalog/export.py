@@ -41,8 +41,11 @@ def _foldable_kind(layer):
         return None  # an activation inside the layer stands between its affine part and the BatchNorm
     if getattr(layer, "quantization_mode", None) or getattr(layer, "lora_enabled", False):
         return None
-    # Keras' own classes only: a subclass may change what call() does with the kernel.
-    kinds = {layers.DepthwiseConv1D: "depthwise", layers.DepthwiseConv2D: "depthwise",
+    from catalog.blocks.layers import GroupedConv2D
+
+    # Keras' own classes only (and GroupedConv2D, Conv2D's math): a subclass may change what call() does
+    # with the kernel.
+    kinds = {GroupedConv2D: "conv", layers.DepthwiseConv1D: "depthwise", layers.DepthwiseConv2D: "depthwise",
              layers.SeparableConv1D: "separable", layers.SeparableConv2D: "separable",
              layers.Conv1DTranspose: "transpose", layers.Conv2DTranspose: "transpose",
              layers.Conv3DTranspose: "transpose", layers.Conv1D: "conv", layers.Conv2D: "conv",

@@ -25,7 +25,7 @@ import math
 import keras
 import numpy as np
 
-PRUNABLE = ("Conv1D", "Conv2D", "Conv3D", "Dense")
+PRUNABLE = ("Conv1D", "Conv2D", "GroupedConv2D", "Conv3D", "Dense")
 
 
 # ------------------------------------------------------------------------------------- magnitude pruning

@@ -7,9 +7,9 @@ import pytest
 
 from catalog.blocks import attention
 import catalog
-from catalog.blocks.layers import (ACTIVATIONS, DropPath, act, conv_bn_act, make_divisible, norm_defaults,
-                                   scaled_tanh)
-from helpers import assert_all_gradients, keras_round_trip, n_params, random_input
+from catalog.blocks.layers import (ACTIVATIONS, DropPath, GroupedConv2D, act, conv2d, conv_bn_act, make_divisible,
+                                   norm_defaults, scaled_tanh)
+from helpers import assert_all_gradients, gradients, keras_round_trip, n_params, random_input
 
 pytestmark = pytest.mark.jax
 
@@ -133,3 +133,41 @@ def test_lenet5_activation_keyword():
     keras_round_trip(model, x)
     with pytest.raises(ValueError, match="activation must be one of tanh, scaled_tanh, relu, sigmoid; got 'selu'"):
         catalog.create_model("lenet5", activation="selu")
+
+
+def _grouped_pair(groups, strides=1, dilation=1, padding="same", use_bias=True, channels=8):
+    """The same grouped convolution as Keras' Conv2D and as GroupedConv2D, with equal weights."""
+    x = keras.Input((9, 9, channels))
+    config = dict(filters=12 if groups < channels else channels, kernel_size=3, strides=strides, padding=padding,
+                  groups=groups, dilation_rate=dilation, use_bias=use_bias, bias_initializer="random_normal")
+    native = keras.Model(x, keras.layers.Conv2D(**config, name="conv")(x))
+    grouped = keras.Model(x, GroupedConv2D(**config, name="conv")(x))
+    grouped.set_weights(native.get_weights())
+    return native, grouped
+
+
+@pytest.mark.parametrize("groups, strides, dilation, padding, use_bias",
+                         [(2, 1, 1, "same", True), (4, 2, 1, "valid", False), (4, 1, 2, "same", True),
+                          (8, 2, 1, "same", False)])
+def test_grouped_conv2d_equals_keras_grouped_conv(groups, strides, dilation, padding, use_bias):
+    """Outputs and the gradients of every weight equal Keras' grouped Conv2D's (the per-group path on CPU)."""
+    native, grouped = _grouped_pair(groups, strides, dilation, padding, use_bias)
+    data = random_input((9, 9, 8), seed=5)
+    (out_n, grads_n), (out_g, grads_g) = gradients(native, data), gradients(grouped, data)
+    np.testing.assert_allclose(np.asarray(out_g), np.asarray(out_n), rtol=1e-4, atol=1e-5)
+    for a, b in zip(grads_g, grads_n):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-4)
+    keras_round_trip(grouped, data)
+
+
+def test_grouped_conv2d_runs_per_group_on_cpu_and_keras_op_when_depthwise(monkeypatch):
+    calls = []
+    keras_op = keras.layers.Conv2D.convolution_op
+    monkeypatch.setattr(keras.layers.Conv2D, "convolution_op",
+                        lambda self, *args: calls.append(self.groups) or keras_op(self, *args))
+    data = random_input((9, 9, 8))
+    assert GroupedConv2D(12, 3, groups=4)(data).shape == (2, 7, 7, 12)  # one ops.conv per group
+    assert GroupedConv2D(8, 3, groups=8)(data).shape == (2, 7, 7, 8)  # depthwise count: Keras' op
+    assert calls == [8]
+    assert isinstance(conv2d(8, 3, groups=2, name="g"), GroupedConv2D)
+    assert type(conv2d(8, 3, name="c")) is keras.layers.Conv2D
