@@ -8,6 +8,7 @@ sparse cross-entropy on the same in-memory shapes batches), XLA off and on; medi
 Keras / catalog per row (above 1.0: the catalog is faster). Run it once per backend:
 
     python benchmarks/grouped_conv.py --image-size 32 --batch-size 32 --repeats 3
+    python benchmarks/grouped_conv.py --mode infer --image-size 224 --batch-size 8 --jit off --repeats 5
     KERAS_BACKEND=jax python benchmarks/grouped_conv.py --image-size 32 --batch-size 32 --repeats 3
 
 Random weights: speed only. resnet50 (no grouped convolution) is the yardstick of the same MACs.
@@ -51,6 +52,8 @@ def main():
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--jit", default="off,on")
+    parser.add_argument("--mode", choices=("both", "infer"), default="both",
+                        help="infer: inference at batch 1 and --batch-size only (for large inputs)")
     args = parser.parse_args()
 
     import keras
@@ -60,6 +63,9 @@ def main():
 
     size = args.image_size
     x, y, classes = shapes_arrays(args.batch_size * 4, size, preprocessing="unit")
+    header = ["model", "grouped convs", "px", "measure", "XLA", "Keras Conv2D ms", "GroupedConv2D ms",
+              "Keras / catalog"]
+    print(markdown(header, []), flush=True)
     rows = []
     for name in args.models.split(","):
         for jit in args.jit.split(","):
@@ -69,17 +75,20 @@ def main():
             pair = {"keras": with_keras_grouped_convs(ours), "catalog": ours}
             for model in pair.values():
                 compile_plain(model, jit_compile=jit == "on")
-            infer = predict_times(pair, x[:args.batch_size], args.repeats)
-            fits = alternate_fits(pair, in_memory_dataset(x, y, args.batch_size), args.steps, args.repeats)
-            train = {k: median(v["walls"]) for k, v in fits.items()}
-            for what, t in ((f"infer b{args.batch_size}", infer), (f"train b{args.batch_size}", train)):
+            measured = [(f"infer b{args.batch_size}", predict_times(pair, x[:args.batch_size], args.repeats))]
+            if args.mode == "infer":
+                measured.insert(0, ("infer b1", predict_times(pair, x[:1], args.repeats)))
+            else:
+                fits = alternate_fits(pair, in_memory_dataset(x, y, args.batch_size), args.steps, args.repeats)
+                measured.append((f"train b{args.batch_size}", {k: median(v["walls"]) for k, v in fits.items()}))
+            for what, t in measured:
                 rows.append([name, grouped, size, what, f"XLA {jit}", f"{1000 * t['keras']:.1f}",
                              f"{1000 * t['catalog']:.1f}", f"{t['keras'] / t['catalog']:.2f}"])
+                print(markdown(header, rows[-1:]).split("\n")[-1], flush=True)
             print(f"# {name} XLA {jit}: done ({load_average()})", flush=True)
             keras.backend.clear_session()
     print(f"keras {keras.__version__}, backend {keras.backend.backend()}, {os.cpu_count()} logical CPUs")
-    print(markdown(["model", "grouped convs", "px", "measure", "XLA", "Keras Conv2D ms", "GroupedConv2D ms",
-                    "Keras / catalog"], rows))
+    print(markdown(header, rows))
 
 
 if __name__ == "__main__":
