@@ -71,6 +71,7 @@ FOLD_CASES = {  # name: (create_model keywords, BatchNorm layers that fold)
     "mobilenet_v3_small": (dict(SMALL, alpha=0.5), 34),
     "efficientnet_b0": (dict(SMALL, width=0.25, depth=0.25), 22),
     "densenet121": (SMALL, 59),  # its 62 pre-activation BatchNorms (after a concatenation) stay
+    "resnext50_32x4d": (dict(SMALL, input_shape=(32, 32, 3), depths=(1, 1, 1, 1)), 17),  # GroupedConv2D folds
     "retinanet_mobilenet_v2_fpn": (dict(num_classes=5, input_shape=(64, 64, 3), fpn_channels=16,
                                         backbone_options={"alpha": 0.35}), 51),
 }
@@ -187,6 +188,17 @@ def test_export_float_formats_match_keras(tmp_path, fmt, quantize, tolerance):
         from catalog.saving import read_record
 
         assert read_record(path)["preprocessing"] == "unit"
+
+
+def test_export_tflite_of_grouped_convolutions_matches_keras(tmp_path):
+    model = catalog.create_model("resnext50_32x4d", width=32, depths=(1, 1, 1, 1), input_shape=(32, 32, 3),
+                                 num_classes=5, classifier_activation=None)
+    grouped = [layer for layer in model.layers if getattr(layer, "groups", 1) > 1]
+    assert grouped and all(layer.groups < layer.input.shape[-1] for layer in grouped)  # the per-group path
+    randomize_batch_norm(model)
+    path = str(tmp_path / "m.tflite")
+    report = _check_report(export(model, "tflite", path, num_compare=4, verbose=0), path, "tflite", None)
+    assert report["max_rel_diff"] <= 1e-4 and report["bn_folded"] == 17
 
 
 def test_export_int8_of_a_trained_classifier(tmp_path, trained):
